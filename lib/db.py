@@ -1,0 +1,99 @@
+"""One SQLAlchemy engine per database URL; SQLite gets foreign keys, WAL and transactional DDL."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.pool import NullPool
+
+from lib.config import PROJECT_ROOT, ConfigError, get_settings
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def _sqlite_file_url(url: str) -> str:
+    """Relative SQLite paths are relative to the project root; the folder is created."""
+    parsed = make_url(url)
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return url
+    path = Path(database)
+    if not path.is_absolute():
+        path = PROJECT_ROOT / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return parsed.set(database=str(path)).render_as_string(hide_password=False)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    # SQLAlchemy's documented pysqlite recipe: let SQLAlchemy emit BEGIN itself so DDL is transactional.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write_lock") else "BEGIN")
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The cached engine for `url` (default: DATABASE_URL). An unusable URL raises ConfigError."""
+    url = url or get_settings().database_url
+    engine = _engines.get(url)
+    if engine is not None:
+        return engine
+    with _lock:
+        engine = _engines.get(url)
+        if engine is not None:
+            return engine
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise ConfigError(f"DATABASE_URL is not a database URL: {exc}") from None
+        try:
+            if parsed.get_backend_name() == "sqlite":
+                memory = parsed.database in (None, "", ":memory:")
+                engine = create_engine(
+                    _sqlite_file_url(url),
+                    poolclass=NullPool if not memory else None,
+                )
+                _configure_sqlite(engine)
+            else:
+                engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        except (NoSuchModuleError, ImportError) as exc:
+            raise ConfigError(f"DATABASE_URL names an unsupported database driver: {exc}") from None
+        _engines[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every cached engine (tests, forked processes)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def is_postgres(bind: Engine | Connection) -> bool:
+    return bind.dialect.name == "postgresql"
+
+
+def check_connection(engine: Engine) -> None:
+    """Raise ConfigError with one line when the database cannot be reached."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any driver error means the same thing to the user
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot connect to DATABASE_URL ({engine.url.render_as_string()}): {reason}") from None
