@@ -11,6 +11,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from lib.errors import ConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "sqlite:///data/hub.db"
 
@@ -21,10 +23,6 @@ SECRET_NAMES = {
     "VTIGER_ACCESS_KEY",
     "SIMPLYCRM_ACCESS_KEY",
 }
-
-
-class ConfigError(Exception):
-    """A setting is missing or unusable (exit code 2)."""
 
 
 def _truthy(value: str | bool | None, default: bool) -> bool:
