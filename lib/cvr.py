@@ -48,7 +48,7 @@ def make_cvr(seed: int) -> str:
     weights = (2, 7, 6, 5, 4, 3, 2)
     base = 1_000_000 + 2 * ((seed * 7919) % 4_499_999)
     for candidate in (base, base + 1):  # at most one of two neighbours needs check digit 10
-        remainder = sum(w * int(d) for w, d in zip(weights, str(candidate))) % 11
+        remainder = sum(w * int(d) for w, d in zip(weights, str(candidate), strict=True)) % 11
         check = (11 - remainder) % 11
         if check < 10:
             return f"{candidate}{check}"
