@@ -108,7 +108,8 @@ class Settings:
     import_max_file_mb: int = 50
     http_timeout_seconds: float = 20.0
     log_level: str = "INFO"
-    hub_user: str = "cli"
+    hub_cli_user: str = "cli"
+    run_stale_seconds: int = 900
 
     def masked(self) -> dict[str, str | None]:
         """All settings for display, with secrets replaced by a mask."""

@@ -30,6 +30,15 @@ def _sqlite_file_url(url: str) -> str:
     return parsed.set(database=str(path)).render_as_string(hide_password=False)
 
 
+def _fold(value):
+    return value.casefold() if isinstance(value, str) else value
+
+
+def fold_sql(bind: Engine | Connection, expression: str) -> str:
+    """Case-insensitive form of a text expression that also folds æ, ø, å and other non-ASCII letters."""
+    return f"hub_fold({expression})" if bind.dialect.name == "sqlite" else f"lower({expression})"
+
+
 def _configure_sqlite(engine: Engine) -> None:
     # SQLAlchemy's documented pysqlite recipe: let SQLAlchemy emit BEGIN itself so DDL is transactional.
     @event.listens_for(engine, "connect")
@@ -41,6 +50,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        # SQLite's lower() folds ASCII only; searches need "Ø" to find "ø".
+        dbapi_connection.create_function("hub_fold", 1, _fold, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):

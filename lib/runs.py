@@ -1,0 +1,351 @@
+"""Job runs: start, report progress, record changes, finish; a per-kind lock in the database; undo."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from lib.audit import decode_value, delete_row, update_row, utcnow
+from lib.config import get_settings
+from lib.errors import HubError, InputError, ServiceError
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+class RunBusy(InputError):
+    """Another run of the same kind is still running."""
+
+
+class UndoRefused(InputError):
+    """Undo would overwrite later changes, or the run cannot be undone."""
+
+    def __init__(self, message: str, conflicts: list[dict] | None = None):
+        super().__init__(message)
+        self.conflicts = conflicts or []
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, default=str, ensure_ascii=False)
+
+
+@dataclass
+class Run:
+    """A job run. Dry runs have no id and write nothing; progress still reaches the callback."""
+
+    engine: Engine
+    kind: str
+    dry_run: bool
+    user: str
+    id: int | None = None
+    on_progress: ProgressCallback | None = None
+    stats: dict = field(default_factory=dict)
+
+    def progress(self, done: int, total: int, message: str = "") -> None:
+        if self.on_progress:
+            self.on_progress(done, total, message)
+        if self.id is None:
+            return
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE runs SET heartbeat_at = :now, progress_done = :d, progress_total = :t, "
+                    "progress_message = :m WHERE id = :id"
+                ),
+                {"now": now, "d": done, "t": total, "m": message[:500], "id": self.id},
+            )
+            conn.execute(text("UPDATE run_locks SET heartbeat_at = :now WHERE run_id = :id"), {"now": now, "id": self.id})
+
+    def _close(self, status: str, stats: dict | None, error: str | None) -> None:
+        if stats is not None:
+            self.stats = stats
+        if self.id is None:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE runs SET status = :s, finished_at = :now, stats = :stats, error = :e WHERE id = :id"),
+                {"s": status, "now": utcnow(), "stats": _json(self.stats), "e": error, "id": self.id},
+            )
+            conn.execute(text("DELETE FROM run_locks WHERE run_id = :id"), {"id": self.id})
+
+    def finish(self, stats: dict | None = None) -> None:
+        self._close("succeeded", stats, None)
+
+    def fail(self, error: str, stats: dict | None = None) -> None:
+        self._close("failed", stats, error)
+
+    def stop(self, reason: str, stats: dict | None = None) -> None:
+        """An outside service stopped the run: what was done is kept, the reason is recorded."""
+        self._close("stopped", stats, reason)
+
+
+def _insert_run(conn: Connection, kind: str, user: str, parameters: dict, undoes: int | None = None) -> int:
+    now = utcnow()
+    return conn.execute(
+        text(
+            "INSERT INTO runs (kind, status, dry_run, triggered_by, started_at, heartbeat_at, parameters, undoes_run_id) "
+            "VALUES (:k, 'running', FALSE, :u, :now, :now, :p, :undoes) RETURNING id"
+        ),
+        {"k": kind, "u": user, "now": now, "p": _json(parameters), "undoes": undoes},
+    ).scalar_one()
+
+
+def _lock_is_stale(lock: dict, stale_after: timedelta) -> str | None:
+    """Why the holder of `lock` is dead, or None when it may still be alive."""
+    host, _, pid = str(lock["owner"]).rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return f"process {lock['owner']} is gone"
+        except PermissionError:
+            pass
+    heartbeat = lock["heartbeat_at"]
+    if isinstance(heartbeat, str):
+        heartbeat = datetime.fromisoformat(heartbeat)
+    if heartbeat is not None and utcnow() - heartbeat > stale_after:
+        return f"no heartbeat since {heartbeat:%Y-%m-%d %H:%M:%S} UTC"
+    return None
+
+
+def start_run(engine: Engine, kind: str, *, user: str, dry_run: bool = False, parameters: dict | None = None,
+              on_progress: ProgressCallback | None = None, undoes: int | None = None) -> Run:
+    """Start a run of `kind`. Raises RunBusy while another run of that kind is alive (any process)."""
+    if dry_run:
+        return Run(engine, kind, True, user, None, on_progress)
+    parameters = parameters or {}
+    stale_after = timedelta(seconds=get_settings().run_stale_seconds)
+    for _attempt in range(3):
+        try:
+            with engine.begin() as conn:
+                run_id = _insert_run(conn, kind, user, parameters, undoes)
+                conn.execute(
+                    text("INSERT INTO run_locks (kind, run_id, owner, acquired_at, heartbeat_at) "
+                         "VALUES (:k, :r, :o, :now, :now)"),
+                    {"k": kind, "r": run_id, "o": _owner(), "now": utcnow()},
+                )
+            return Run(engine, kind, False, user, run_id, on_progress)
+        except IntegrityError:
+            pass
+        with engine.begin() as conn:
+            lock = conn.execute(
+                text("SELECT l.run_id, l.owner, l.heartbeat_at, r.triggered_by, r.started_at FROM run_locks l "
+                     "JOIN runs r ON r.id = l.run_id WHERE l.kind = :k"),
+                {"k": kind},
+            ).mappings().first()
+            if lock is None:
+                continue  # released meanwhile: try again
+            why_stale = _lock_is_stale(dict(lock), stale_after)
+            if why_stale is None:
+                raise RunBusy(
+                    f"a {kind} run is already running (run {lock['run_id']}, started {lock['started_at']:%Y-%m-%d %H:%M} "
+                    f"UTC by {lock['triggered_by']}); try again when it has finished"
+                    if isinstance(lock["started_at"], datetime)
+                    else f"a {kind} run is already running (run {lock['run_id']} by {lock['triggered_by']})"
+                )
+            conn.execute(
+                text("UPDATE runs SET status = 'stale', finished_at = :now, error = :e WHERE id = :id AND status = 'running'"),
+                {"now": utcnow(), "e": f"marked stale: {why_stale}", "id": lock["run_id"]},
+            )
+            conn.execute(text("DELETE FROM run_locks WHERE kind = :k AND run_id = :r"), {"k": kind, "r": lock["run_id"]})
+    raise RunBusy(f"could not take the {kind} run lock; try again")
+
+
+@contextmanager
+def job_run(engine: Engine, kind: str, *, user: str, dry_run: bool, parameters: dict | None = None,
+            on_progress: ProgressCallback | None = None) -> Iterator[Run]:
+    """A run that is finished on success, stopped on ServiceError and failed on anything else."""
+    run = start_run(engine, kind, user=user, dry_run=dry_run, parameters=parameters, on_progress=on_progress)
+    try:
+        yield run
+    except ServiceError as exc:
+        run.stop(str(exc))
+        raise
+    except BaseException as exc:
+        run.fail(str(exc) or type(exc).__name__)
+        raise
+    else:
+        if run.id is not None:
+            with engine.connect() as conn:
+                status = conn.execute(text("SELECT status FROM runs WHERE id = :id"), {"id": run.id}).scalar()
+            if status == "running":
+                run.finish()
+
+
+def _decode_run(row: dict) -> dict:
+    out = dict(row)
+    out["run_id"] = out.pop("id")
+    out["dry_run"] = bool(out["dry_run"])
+    for key in ("stats", "parameters"):
+        if key in out:
+            try:
+                out[key] = json.loads(out[key] or "{}")
+            except ValueError:
+                out[key] = {}
+    return out
+
+
+RUN_COLUMNS = ("id, kind, status, dry_run, triggered_by, started_at, finished_at, heartbeat_at, progress_done, "
+               "progress_total, progress_message, stats, error, parameters, undone_by_run_id, undoes_run_id")
+
+
+def list_runs(engine: Engine, *, limit: int = 200, kind: str | None = None, user: str | None = None) -> list[dict]:
+    where, params = [], {"limit": limit}
+    if kind:
+        where.append("kind = :kind")
+        params["kind"] = kind
+    if user:
+        where.append("triggered_by = :user")
+        params["user"] = user
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY id DESC LIMIT :limit"), params
+        ).mappings().all()
+    return [_decode_run(dict(r)) for r in rows]
+
+
+def run_users(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(text("SELECT DISTINCT triggered_by FROM runs ORDER BY triggered_by")).scalars())
+
+
+def get_run(engine: Engine, run_id: int) -> dict:
+    with engine.connect() as conn:
+        row = conn.execute(text(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = :id"), {"id": run_id}).mappings().first()
+    if row is None:
+        raise InputError(f"there is no run with id {run_id}")
+    return _decode_run(dict(row))
+
+
+def run_changes(engine: Engine, run_id: int, limit: int | None = None) -> list[dict]:
+    sql = ("SELECT id, table_name, row_id, action, field, old_value, new_value, changed_by, at FROM changes "
+           "WHERE run_id = :r ORDER BY id")
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    with engine.connect() as conn:
+        rows = conn.execute(text(sql), {"r": run_id}).mappings().all()
+    return [{**r, "old_value": decode_value(r["old_value"]), "new_value": decode_value(r["new_value"])} for r in rows]
+
+
+def row_history(engine: Engine, table: str, row_id: int) -> list[dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT c.id, c.run_id, r.kind, c.action, c.field, c.old_value, c.new_value, c.changed_by, c.at "
+                 "FROM changes c LEFT JOIN runs r ON r.id = c.run_id "
+                 "WHERE c.table_name = :t AND c.row_id = :id ORDER BY c.id DESC"),
+            {"t": table, "id": row_id},
+        ).mappings().all()
+    return [{**r, "old_value": decode_value(r["old_value"]), "new_value": decode_value(r["new_value"])} for r in rows]
+
+
+def later_changes(engine: Engine, run_id: int) -> list[dict]:
+    """Changes by anyone else, after this run, to a field this run changed."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT c2.table_name, c2.row_id, c2.field, c2.run_id, c2.changed_by, c2.at, c2.new_value "
+                "FROM changes c2 JOIN (SELECT table_name, row_id, field, MAX(id) AS last_id FROM changes "
+                "WHERE run_id = :r GROUP BY table_name, row_id, field) mine "
+                "ON c2.table_name = mine.table_name AND c2.row_id = mine.row_id AND c2.field = mine.field "
+                "AND c2.id > mine.last_id ORDER BY c2.id"
+            ),
+            {"r": run_id},
+        ).mappings().all()
+    return [{**r, "new_value": decode_value(r["new_value"])} for r in rows]
+
+
+def undo_run(engine: Engine, run_id: int, *, user: str, force: bool = False) -> dict:
+    """Restore every field `run_id` changed, as a new run of kind 'undo'. Returns its summary."""
+    target = get_run(engine, run_id)
+    if target["dry_run"]:
+        raise UndoRefused(f"run {run_id} was a dry run and changed nothing")
+    if target["undone_by_run_id"]:
+        raise UndoRefused(f"run {run_id} was already undone by run {target['undone_by_run_id']}; nothing to do")
+    if target["status"] == "running":
+        raise UndoRefused(f"run {run_id} is still running")
+    conflicts = later_changes(engine, run_id)
+    if conflicts and not force:
+        fields = sorted({f"{c['table_name']}#{c['row_id']}.{c['field']}" for c in conflicts})
+        raise UndoRefused(
+            f"run {run_id} cannot be undone: later changes touched {len(fields)} of its fields: "
+            f"{', '.join(fields[:20])}{' …' if len(fields) > 20 else ''} (use --force to overwrite them)",
+            conflicts,
+        )
+    changes = run_changes(engine, run_id)
+    undo = start_run(engine, "undo", user=user, parameters={"run_id": run_id, "force": force}, undoes=run_id)
+    stats = {"undone_run_id": run_id, "fields_restored": 0, "rows_deleted": 0, "rows_restored": 0,
+             "changes_in_run": len(changes), "overwrote_later_changes": len(conflicts)}
+    try:
+        with engine.begin() as conn:
+            _revert(conn, changes, undo.id, user, stats)
+            conn.execute(text("UPDATE runs SET undone_by_run_id = :u WHERE id = :r"), {"u": undo.id, "r": run_id})
+    except Exception as exc:
+        undo.fail(f"undo of run {run_id} failed, nothing was changed: {exc}", stats)
+        raise HubError(f"undo of run {run_id} failed, nothing was changed: {exc}") from exc
+    undo.finish(stats)
+    return {"run_id": undo.id, "undone_run_id": run_id, **stats}
+
+
+def _revert(conn: Connection, changes: list[dict], undo_id: int, user: str, stats: dict) -> None:
+    rows: dict[tuple[str, int], list[dict]] = {}
+    order: list[tuple[str, int]] = []
+    for change in changes:
+        key = (change["table_name"], change["row_id"])
+        if key not in rows:
+            rows[key] = []
+            order.append(key)
+        rows[key].append(change)
+    for table, row_id in reversed(order):  # children inserted after their parents go first
+        row_changes = rows[(table, row_id)]
+        actions = {c["action"] for c in row_changes}
+        exists = conn.execute(text(f"SELECT 1 FROM {table} WHERE id = :id"), {"id": row_id}).first() is not None
+        if "insert" in actions:
+            if exists:
+                delete_row(conn, table, row_id, run_id=undo_id, user=user)
+                stats["rows_deleted"] += 1
+            continue
+        if "delete" in actions:
+            old = {c["field"]: c["old_value"] for c in row_changes if c["action"] == "delete"}
+            for c in row_changes:  # an update before the delete in the same run: restore the earliest value
+                if c["action"] == "update":
+                    old[c["field"]] = c["old_value"]
+                    break
+            _reinsert(conn, table, row_id, old, undo_id, user)
+            stats["rows_restored"] += 1
+            continue
+        if not exists:
+            continue
+        earliest: dict[str, Any] = {}
+        for c in row_changes:
+            earliest.setdefault(c["field"], c["old_value"])
+        written = update_row(conn, table, row_id, earliest, run_id=undo_id, user=user)
+        stats["fields_restored"] += len(written)
+
+
+def _reinsert(conn: Connection, table: str, row_id: int, values: dict, undo_id: int, user: str) -> None:
+    from lib.audit import _log  # the same logger insert_row uses
+
+    now = utcnow()
+    cols = ["id", *values.keys(), "created_at", "updated_at"]
+    conn.execute(
+        text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})"),
+        {"id": row_id, **values, "created_at": now, "updated_at": now},
+    )
+    for f, v in values.items():
+        if v is not None:
+            _log(conn, undo_id, table, row_id, "insert", f, None, v, user, now)
