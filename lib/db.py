@@ -108,3 +108,13 @@ def check_connection(engine: Engine) -> None:
     except Exception as exc:  # noqa: BLE001 - any driver error means the same thing to the user
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot connect to DATABASE_URL ({engine.url.render_as_string()}): {reason}") from None
+
+
+def open_database(url: str | None = None) -> Engine:
+    """The engine, reachable and with core migrations applied: what the app and every command start with."""
+    from lib.migrations import ensure_core_schema
+
+    engine = get_engine(url)
+    check_connection(engine)
+    ensure_core_schema(engine)
+    return engine

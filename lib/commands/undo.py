@@ -1,0 +1,34 @@
+"""`manage.py undo RUN_ID [--force] [--json]`."""
+
+from __future__ import annotations
+
+import argparse
+
+from lib.cli import emit, to_json
+from lib.config import get_settings
+from lib.db import open_database
+from lib.runs import UndoRefused, undo_run
+
+NAME = "undo"
+HELP = "revert what one applied run changed (refuses where later changes touched the same fields)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_id", type=int, metavar="RUN_ID")
+    parser.add_argument("--force", action="store_true", help="overwrite later changes to the same fields")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    engine = open_database()
+    try:
+        result = undo_run(engine, args.run_id, user=get_settings().hub_cli_user, force=args.force)
+    except UndoRefused as exc:
+        if args.json:
+            print(to_json({"run_id": None, "undone_run_id": args.run_id, "error": str(exc),
+                           "conflicts": exc.conflicts}))
+        raise
+    emit(args, result, lambda d: (f"run {d['undone_run_id']} undone as run {d['run_id']}: "
+                                  f"{d['fields_restored']} field(s) restored, {d['rows_deleted']} row(s) removed, "
+                                  f"{d['rows_restored']} row(s) put back"))
+    return 0
