@@ -15,6 +15,7 @@ from lib.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "sqlite:///data/hub.db"
+CONFIG_ROOT = PROJECT_ROOT  # where .env and .streamlit/secrets.toml are read (tests point it elsewhere)
 
 SECRET_NAMES = {
     "CVR_API_TOKEN",
@@ -58,7 +59,7 @@ def raw_setting(name: str, default: str | None = None) -> str | None:
     """One setting by name: environment, then `.env`, then `.streamlit/secrets.toml`."""
     if name in os.environ:
         return os.environ[name]
-    env_file, secrets = _file_layers(str(PROJECT_ROOT))
+    env_file, secrets = _file_layers(str(CONFIG_ROOT))
     if name in env_file:
         return env_file[name]
     if name in secrets:
@@ -68,7 +69,7 @@ def raw_setting(name: str, default: str | None = None) -> str | None:
 
 def raw_settings_with_prefix(prefix: str) -> dict[str, str]:
     """Every setting whose name starts with `prefix`, with the same precedence as `raw_setting`."""
-    env_file, secrets = _file_layers(str(PROJECT_ROOT))
+    env_file, secrets = _file_layers(str(CONFIG_ROOT))
     merged: dict[str, str] = {}
     for layer in (secrets, env_file, os.environ):
         merged.update({k: v for k, v in layer.items() if k.startswith(prefix)})
@@ -109,6 +110,12 @@ class Settings:
     http_timeout_seconds: float = 20.0
     log_level: str = "INFO"
     hub_cli_user: str = "cli"
+    hub_cli_role: str = "admin"
+    hub_admins: str = ""
+    hub_operators: str = ""
+    hub_viewers: str = ""
+    default_role: str = "viewer"
+    require_login: bool = False
     run_stale_seconds: int = 900
 
     def masked(self) -> dict[str, str | None]:

@@ -200,3 +200,13 @@ def dashboard_counts(engine: Engine) -> dict[str, int]:
         ).mappings().one()
         subscriptions = conn.execute(text("SELECT count(*) FROM subscriptions")).scalar_one()
     return {k: int(v or 0) for k, v in row.items()} | {"subscriptions": int(subscriptions)}
+
+
+def customer_subscriptions(engine: Engine, customer_id: int) -> list[dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, external_id, product, sku, quantity, unit_price, billing_interval, start_date, end_date, "
+                 "status, note FROM subscriptions WHERE customer_id = :id ORDER BY start_date, id"),
+            {"id": customer_id},
+        ).mappings().all()
+    return [dict(r) for r in rows]

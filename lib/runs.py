@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from lib.audit import decode_value, delete_row, update_row, utcnow
 from lib.config import get_settings
 from lib.errors import HubError, InputError, ServiceError
+from lib.roles import require_role
 
 ProgressCallback = Callable[[int, int, str], None]
 
@@ -269,9 +270,15 @@ def later_changes(engine: Engine, run_id: int) -> list[dict]:
     return [{**r, "new_value": decode_value(r["new_value"])} for r in rows]
 
 
-def undo_run(engine: Engine, run_id: int, *, user: str, force: bool = False) -> dict:
-    """Restore every field `run_id` changed, as a new run of kind 'undo'. Returns its summary."""
+def undo_run(engine: Engine, run_id: int, *, user: str, force: bool = False, role: str = "admin") -> dict:
+    """Restore every field `run_id` changed, as a new run of kind 'undo'. Returns its summary.
+
+    Operators may undo their own runs; undoing someone else's run needs the admin role.
+    """
+    require_role(role, "operator", "undo runs")
     target = get_run(engine, run_id)
+    if target["triggered_by"] != user:
+        require_role(role, "admin", f"undo run {run_id}, which {target['triggered_by']} started")
     if target["dry_run"]:
         raise UndoRefused(f"run {run_id} was a dry run and changed nothing")
     if target["undone_by_run_id"]:

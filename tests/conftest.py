@@ -108,7 +108,7 @@ def engine(db_url):
 @pytest.fixture(autouse=True)
 def _isolated_settings(monkeypatch, tmp_path):
     """Tests never read the developer's .env or secrets.toml, nor real service settings."""
-    monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path / "no-project-root")
+    monkeypatch.setattr(config, "CONFIG_ROOT", tmp_path / "no-config-root")
     config.reload_files()
     for name in list(os.environ):
         if name.startswith(("CVR_", "ECONOMIC_", "VTIGER_", "SIMPLYCRM_", "MODULES_", "REQUIRE_LOGIN", "HUB_")):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from lib.cli import emit, to_json
-from lib.config import get_settings
 from lib.db import open_database
+from lib.roles import cli_actor
 from lib.runs import UndoRefused, undo_run
 
 NAME = "undo"
@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     engine = open_database()
     try:
-        result = undo_run(engine, args.run_id, user=get_settings().hub_cli_user, force=args.force)
+        actor = cli_actor()
+        result = undo_run(engine, args.run_id, user=actor.email, role=actor.role, force=args.force)
     except UndoRefused as exc:
         if args.json:
             print(to_json({"run_id": None, "undone_run_id": args.run_id, "error": str(exc),

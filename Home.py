@@ -1,0 +1,33 @@
+"""BMC Hub: the router. Builds the navigation for the signed-in user and runs the chosen page."""
+
+import streamlit as st
+
+from ui.navigation import build_navigation
+from ui.session import auth_configured, current_actor, hub_engine, require_login_problem
+
+st.set_page_config(page_title="BMC Hub", page_icon=":material/hub:", layout="wide")
+
+problem = require_login_problem()
+if problem:
+    st.error(problem)
+    st.stop()
+
+if auth_configured() and not st.user.get("is_logged_in"):
+    st.title("BMC Hub")
+    st.write("Sign in with your company account to continue.")
+    if st.button("Sign in", type="primary"):
+        st.login()
+    st.stop()
+
+hub_engine()  # applies pending core migrations before any page draws
+actor = current_actor()
+st.session_state["_hub_actor"] = actor
+with st.sidebar:
+    if actor.mode == "local":
+        st.warning("Sign-in is not configured: you are the local admin.", icon=":material/lock_open:")
+    else:
+        st.caption(f"Signed in as {actor.email} ({actor.role})")
+        if st.button("Sign out"):
+            st.logout()
+
+build_navigation(actor).run()

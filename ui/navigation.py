@@ -1,0 +1,57 @@
+"""Builds the navigation: core pages the actor's role may use, plus enabled modules' pages."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lib.config import PROJECT_ROOT
+from lib.roles import Actor
+
+# (section, file, title, icon, role needed, default page)
+CORE_PAGES = [
+    ("Overview", "pages/home.py", "Dashboard", ":material/dashboard:", "viewer", True),
+    ("Overview", "pages/customers.py", "Customers", ":material/groups:", "viewer", False),
+    ("Overview", "pages/subscriptions.py", "Subscriptions", ":material/receipt_long:", "viewer", False),
+    ("Overview", "pages/runs.py", "Runs", ":material/history:", "viewer", False),
+    ("Jobs", "pages/import_subscriptions.py", "Import subscriptions", ":material/upload_file:", "operator", False),
+    ("Jobs", "pages/cvr_lookup.py", "CVR lookup", ":material/travel_explore:", "operator", False),
+    ("Jobs", "pages/economic.py", "e-conomic", ":material/account_balance:", "operator", False),
+    ("Jobs", "pages/crm_sync.py", "CRM sync", ":material/sync:", "operator", False),
+    ("Settings", "pages/integrations.py", "Integrations", ":material/cable:", "admin", False),
+    ("Settings", "pages/modules.py", "Modules", ":material/extension:", "admin", False),
+]
+
+
+def core_pages(actor: Actor) -> dict[str, list[st.Page]]:
+    sections: dict[str, list[st.Page]] = {}
+    for section, file, title, icon, needed, default in CORE_PAGES:
+        if not (PROJECT_ROOT / file).is_file() or not actor.can(needed):
+            continue
+        sections.setdefault(section, []).append(st.Page(file, title=title, icon=icon, default=default))
+    return sections
+
+
+def module_pages(actor: Actor) -> list[st.Page]:
+    """Enabled, healthy modules' pages; the module system failing never takes the core app down."""
+    try:
+        from ui.module_pages import module_navigation_pages
+    except ImportError:
+        return []
+    try:
+        return list(module_navigation_pages(actor.role))
+    except Exception as exc:  # noqa: BLE001 - isolation: show it, keep the app
+        st.sidebar.error(f"Modules could not be loaded: {exc}")
+        return []
+
+
+def build_navigation(actor: Actor) -> st.navigation:
+    sections = core_pages(actor)
+    modules = module_pages(actor)
+    if modules:
+        sections["Modules"] = modules
+    return st.navigation(sections)
+
+
+def page_titles(sections: dict[str, list[st.Page]]) -> list[str]:
+    return [page.title for pages in sections.values() for page in pages]
+
