@@ -7,8 +7,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
+
+from lib import tables
 
 AUDITED_TABLES = {
     "customers": (
@@ -26,15 +28,25 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+WHOLE_ROW = "*"  # the `field` of an insert or delete: the value is the whole row as a JSON object
+
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
 def encode_value(value: Any) -> str | None:
     """JSON text for the audit log; None stays SQL NULL so 'empty' and 'unset' differ."""
     if value is None:
         return None
-    if isinstance(value, Decimal):
-        return json.dumps(str(value))
-    if isinstance(value, datetime | date):
-        return json.dumps(value.isoformat())
-    return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        return json.dumps({k: _jsonable(v) for k, v in value.items()}, ensure_ascii=False)
+    return json.dumps(_jsonable(value), ensure_ascii=False)
 
 
 def decode_value(raw: str | None) -> Any:
@@ -60,7 +72,7 @@ def _columns(table: str, values: dict) -> dict:
     return values
 
 
-def _log(conn: Connection, run_id: int | None, table: str, row_id: int, action: str, field: str,
+def log_change(conn: Connection, run_id: int | None, table: str, row_id: int, action: str, field: str,
          old: Any, new: Any, user: str, at: datetime) -> None:
     conn.execute(
         text(
@@ -78,6 +90,55 @@ def read_row(conn: Connection, table: str, row_id: int) -> dict | None:
     return dict(row) if row else None
 
 
+def insert_rows(conn: Connection, table_name: str, rows: list[dict], *, run_id: int | None, user: str,
+                batch: int = 5000) -> list[int]:
+    """Bulk insert (batched multi-row INSERT … RETURNING) with one whole-row change each; ids in input order."""
+    if not rows:
+        return []
+    columns = list(rows[0])
+    _columns(table_name, dict.fromkeys(columns))
+    now = utcnow()
+    target = tables.BY_NAME[table_name]
+    ids: list[int] = []
+    for start in range(0, len(rows), batch):
+        chunk = [{**r, "created_at": now, "updated_at": now} for r in rows[start : start + batch]]
+        result = conn.execute(target.insert().returning(target.c.id, sort_by_parameter_order=True), chunk)
+        chunk_ids = [r[0] for r in result]
+        ids.extend(chunk_ids)
+        conn.execute(tables.changes.insert(), [
+            {"run_id": run_id, "table_name": table_name, "row_id": row_id, "action": "insert", "field": WHOLE_ROW,
+             "old_value": None, "new_value": encode_value(values), "changed_by": user, "at": now}
+            for row_id, values in zip(chunk_ids, rows[start : start + batch], strict=True)
+        ])
+    return ids
+
+
+def update_rows(conn: Connection, table_name: str, updates: list[tuple[int, dict, dict]], *, run_id: int | None,
+                user: str) -> int:
+    """Bulk update: each item is (row id, current values, new values); writes and logs only real changes."""
+    now = utcnow()
+    log: list[dict] = []
+    by_columns: dict[tuple[str, ...], list[dict]] = {}
+    for row_id, current, values in updates:
+        changed = {f: v for f, v in _columns(table_name, values).items() if _normal(current.get(f)) != _normal(v)}
+        if not changed:
+            continue
+        by_columns.setdefault(tuple(sorted(changed)), []).append({"_id": row_id, **changed})
+        log.extend(
+            {"run_id": run_id, "table_name": table_name, "row_id": row_id, "action": "update", "field": f,
+             "old_value": encode_value(current.get(f)), "new_value": encode_value(v), "changed_by": user, "at": now}
+            for f, v in changed.items()
+        )
+    target = tables.BY_NAME[table_name]
+    for cols, params in by_columns.items():
+        statement = (target.update().where(target.c.id == bindparam("_id"))
+                     .values({c: bindparam(c) for c in cols} | {"updated_at": bindparam("_now")}))
+        conn.execute(statement, [{**p, "_now": now} for p in params])
+    if log:
+        conn.execute(tables.changes.insert(), log)
+    return len({entry["row_id"] for entry in log})
+
+
 def insert_row(conn: Connection, table: str, values: dict, *, run_id: int | None, user: str) -> int:
     """Insert and log every non-null field as one 'insert' change set; returns the new id."""
     values = _columns(table, values)
@@ -88,11 +149,7 @@ def insert_row(conn: Connection, table: str, values: dict, *, run_id: int | None
         text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)}) RETURNING id"),
         params,
     ).scalar_one()
-    for field, value in values.items():
-        if value is not None:
-            _log(conn, run_id, table, new_id, "insert", field, None, value, user, now)
-    if not any(v is not None for v in values.values()):
-        _log(conn, run_id, table, new_id, "insert", "id", None, new_id, user, now)
+    log_change(conn, run_id, table, new_id, "insert", WHOLE_ROW, None, values, user, now)
     return new_id
 
 
@@ -113,7 +170,7 @@ def update_row(conn: Connection, table: str, row_id: int, values: dict, *, run_i
         {**{f: new for f, (_, new) in changed.items()}, "updated_at": now, "id": row_id},
     )
     for field, (old, new) in changed.items():
-        _log(conn, run_id, table, row_id, "update", field, old, new, user, now)
+        log_change(conn, run_id, table, row_id, "update", field, old, new, user, now)
     return changed
 
 
@@ -124,6 +181,6 @@ def delete_row(conn: Connection, table: str, row_id: int, *, run_id: int | None,
         raise LookupError(f"{table} row {row_id} does not exist")
     now = utcnow()
     conn.execute(text(f"DELETE FROM {table} WHERE id = :id"), {"id": row_id})
-    for field in AUDITED_TABLES[table]:
-        _log(conn, run_id, table, row_id, "delete", field, current.get(field), None, user, now)
+    old = {k: v for k, v in current.items() if k != "id"}
+    log_change(conn, run_id, table, row_id, "delete", WHOLE_ROW, old, None, user, now)
     return current

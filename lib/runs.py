@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from lib.audit import decode_value, delete_row, update_row, utcnow
+from lib.audit import AUDITED_TABLES, WHOLE_ROW, decode_value, delete_row, log_change, update_row, utcnow
 from lib.config import get_settings
 from lib.errors import HubError, InputError, ServiceError
 from lib.roles import require_role
@@ -262,7 +262,9 @@ def later_changes(engine: Engine, run_id: int) -> list[dict]:
                 "SELECT c2.table_name, c2.row_id, c2.field, c2.run_id, c2.changed_by, c2.at, c2.new_value "
                 "FROM changes c2 JOIN (SELECT table_name, row_id, field, MAX(id) AS last_id FROM changes "
                 "WHERE run_id = :r GROUP BY table_name, row_id, field) mine "
-                "ON c2.table_name = mine.table_name AND c2.row_id = mine.row_id AND c2.field = mine.field "
+                "ON c2.table_name = mine.table_name AND c2.row_id = mine.row_id "
+                "AND (c2.field = mine.field OR mine.field = '*' OR c2.field = '*') "
+                "AND (c2.run_id IS NULL OR c2.run_id <> :r) "
                 "AND c2.id > mine.last_id ORDER BY c2.id"
             ),
             {"r": run_id},
@@ -320,6 +322,7 @@ def _revert(conn: Connection, changes: list[dict], undo_id: int, user: str, stat
     for table, row_id in reversed(order):  # children inserted after their parents go first
         row_changes = rows[(table, row_id)]
         actions = {c["action"] for c in row_changes}
+        restored: set[str] = set()
         exists = conn.execute(text(f"SELECT 1 FROM {table} WHERE id = :id"), {"id": row_id}).first() is not None
         if "insert" in actions:
             if exists:
@@ -327,11 +330,11 @@ def _revert(conn: Connection, changes: list[dict], undo_id: int, user: str, stat
                 stats["rows_deleted"] += 1
             continue
         if "delete" in actions:
-            old = {c["field"]: c["old_value"] for c in row_changes if c["action"] == "delete"}
-            for c in row_changes:  # an update before the delete in the same run: restore the earliest value
-                if c["action"] == "update":
+            old = dict(next(c["old_value"] for c in row_changes if c["action"] == "delete"))
+            for c in row_changes:  # updates before the delete in the same run: restore the earliest values
+                if c["action"] == "update" and c["field"] not in restored:
                     old[c["field"]] = c["old_value"]
-                    break
+                    restored.add(c["field"])
             _reinsert(conn, table, row_id, old, undo_id, user)
             stats["rows_restored"] += 1
             continue
@@ -345,14 +348,11 @@ def _revert(conn: Connection, changes: list[dict], undo_id: int, user: str, stat
 
 
 def _reinsert(conn: Connection, table: str, row_id: int, values: dict, undo_id: int, user: str) -> None:
-    from lib.audit import _log  # the same logger insert_row uses
-
+    values = {k: v for k, v in values.items() if k in AUDITED_TABLES[table]}
     now = utcnow()
     cols = ["id", *values.keys(), "created_at", "updated_at"]
     conn.execute(
         text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})"),
         {"id": row_id, **values, "created_at": now, "updated_at": now},
     )
-    for f, v in values.items():
-        if v is not None:
-            _log(conn, undo_id, table, row_id, "insert", f, None, v, user, now)
+    log_change(conn, undo_id, table, row_id, "insert", WHOLE_ROW, None, values, user, now)

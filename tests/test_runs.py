@@ -38,8 +38,10 @@ def test_run_records_changes_and_undo_restores_them(engine):
     stored = get_run(engine, run.id)
     assert stored["status"] == "succeeded" and stored["stats"] == {"updated": 1, "created": 1}
     assert stored["triggered_by"] == "ann" and stored["parameters"] == {"x": 1}
-    fields = {(c["row_id"], c["field"]) for c in run_changes(engine, run.id)}
-    assert (a, "cvr_number") in fields and (a, "city") in fields and (new_id, "name") in fields
+    changes = run_changes(engine, run.id)
+    fields = {(c["row_id"], c["field"]) for c in changes}
+    assert fields == {(a, "cvr_number"), (a, "city"), (new_id, "*")}
+    assert next(c for c in changes if c["row_id"] == new_id)["new_value"] == {"name": "Ny Kunde A/S"}
     assert not any(row_id == b for row_id, _ in fields)
 
     result = undo_run(engine, run.id, user="bob")
@@ -98,3 +100,33 @@ def test_service_error_stops_run_and_keeps_stats(engine):
     stored = get_run(engine, run.id)
     assert stored["status"] == "stopped" and "QUOTA_EXCEEDED" in stored["error"] and stored["stats"] == {"found": 2}
     start_run(engine, "cvr-lookup", user="ann").finish()  # the lock was released
+
+
+def test_bulk_insert_update_and_undo_of_deleted_row(engine):
+    from lib.audit import delete_row, insert_rows, update_rows
+
+    run = start_run(engine, "bulk", user="ann")
+    with engine.begin() as conn:
+        ids = insert_rows(conn, "customers", [{"name": f"Firma {i}", "city": "Aarhus"} for i in range(12)],
+                          run_id=run.id, user="ann", batch=5)
+        current = {i: {"city": "Aarhus"} for i in ids}
+        changed = update_rows(conn, "customers", [(i, current[i], {"city": "Odense" if i % 2 else "Aarhus"})
+                                                  for i in ids], run_id=run.id, user="ann")
+        delete_row(conn, "customers", ids[0], run_id=run.id, user="ann")
+    run.finish()
+    assert len(ids) == 12 and changed == sum(1 for i in ids if i % 2)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM customers")).scalar() == 11
+    first = start_run(engine, "seed", user="ann")
+    with engine.begin() as conn:
+        keep = insert_row(conn, "customers", {"name": "Bliver", "city": "Vejle"}, run_id=first.id, user="ann")
+    first.finish()
+    second = start_run(engine, "edit", user="ann")
+    with engine.begin() as conn:
+        update_row(conn, "customers", keep, {"city": "Kolding"}, run_id=second.id, user="ann")
+        delete_row(conn, "customers", keep, run_id=second.id, user="ann")
+    second.finish()
+    undo_run(engine, second.id, user="ann")
+    assert customer(engine, keep)["city"] == "Vejle"
+    with pytest.raises(UndoRefused, match="later changes"):
+        undo_run(engine, first.id, user="ann")  # the undo re-inserted the row: a later change to it
