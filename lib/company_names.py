@@ -37,7 +37,7 @@ def _form_pattern(forms: tuple[str, ...]) -> str:
 # A form is a whole word: not glued to letters or digits on either side ("Aps" yes, "Apsen" no).
 _ANYWHERE_FORM = re.compile(rf"(?<![\w])(?:{_form_pattern(DANISH_LEGAL_FORMS)})(?![\w/])")
 _TRAILING_FORM = re.compile(rf"(?<![\w])(?:{_form_pattern(TRAILING_LEGAL_FORMS)})[\s.,]*$")
-_DEPARTMENT = re.compile(r"(?<=\w)[\s,]*(?:[-–—(,/]\s*)?\b(?:afd|afdeling|filial|c/o)\b\.?.*$")
+_DEPARTMENT = re.compile(r"(?<=\S)[\s,]*(?:[-–—(,/]\s*)?\b(?:afd|afdeling|filial|c/o)\b\.?.*$")
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from rapidfuzz import fuzz, process
+from rapidfuzz.distance import OSA
 
 from lib.company_names import normalize_company_name
 from lib.cvr import normalize_cvr
@@ -67,11 +68,15 @@ class MatchSettings:
 
     name_threshold: float = 90.0
     margin: float = 5.0
-    ambiguous_floor: float = 75.0
+    ambiguous_floor: float = 85.0
     top_k: int = 5
-    location_bonus: float = 5.0  # zip agreement (city when a zip is missing) is worth one margin: it breaks ties
+    location_bonus: float = 5.0  # zip (city when a zip is missing) agreeing adds this, differing subtracts it
     location_conflict_blocks: bool = True  # differing zips (or cities) keep a name-only match from being confident
-    token_similarity: float = 80.0  # a word counts as present on the other side at this similarity
+    unshared_words_block: bool = True  # a word only one name has ("Service") keeps the pair from being confident
+    word_edits: int = 1  # a word this many edits from a word of the other name counts as shared (a typo)
+    long_word_edits: int = 2  # the same for words of 8 letters or more
+    single_exact_words: bool = True  # judge_single allows no typo: a search's one answer is merely the most similar
+    sort_words: bool = False  # score "b a" against "a b" as equal (token_sort_ratio) instead of plain ratio
     block_tokens: int = 2  # each name is blocked on its rarest words; 2 survive a typo in any one word
     full_compare_limit: int = 4_000_000  # below this many pairs, compare all pairs instead of blocking
 
@@ -80,7 +85,7 @@ class MatchSettings:
 class _Side:
     records: Sequence[MatchRecord]
     names: list[str]  # canonical names
-    keys: list[str]  # canonical names with sorted words: what is scored
+    keys: list[str]  # what is scored: the canonical names, words sorted when settings.sort_words
     cvr_codes: np.ndarray  # int64, -1 when missing or invalid
     zip_codes: np.ndarray  # int64, -1 when missing
     city_codes: np.ndarray  # int64, -1 when missing
@@ -103,7 +108,9 @@ def _cvr_of(value: str | None) -> str | None:
     return normalize_cvr(value)
 
 
-def _prepare(records: Sequence[MatchRecord], cvr_ids: dict[str, int], place_ids: dict[str, int]) -> _Side:
+def _prepare(
+    records: Sequence[MatchRecord], cvr_ids: dict[str, int], place_ids: dict[str, int], sort_words: bool
+) -> _Side:
     names = [normalize_company_name(r.name) for r in records]
     cvrs = [_cvr_of(r.cvr) for r in records]
 
@@ -115,7 +122,7 @@ def _prepare(records: Sequence[MatchRecord], cvr_ids: dict[str, int], place_ids:
     return _Side(
         records=records,
         names=names,
-        keys=[" ".join(sorted(n.split())) for n in names],
+        keys=[" ".join(sorted(n.split())) for n in names] if sort_words else names,
         cvr_codes=np.array([code(c, cvr_ids) for c in cvrs], dtype=np.int64),
         zip_codes=np.array([code(z and "z" + z, place_ids) for z in zips], dtype=np.int64),
         city_codes=np.array([code(c and "c" + c, place_ids) for c in cities], dtype=np.int64),
@@ -197,15 +204,18 @@ def _score_pairs(hub: _Side, outside: _Side, hub_rows: np.ndarray, settings: Mat
     return h_all[first], o_all[first], s_all[first]
 
 
-def _unshared_words(a: str, b: str, similarity: float) -> list[str]:
-    """Words of `a` with no similar word in `b` (and not glued into it): "service" in "hansen vvs service"."""
+def _unshared_words(a: str, b: str, edits: int, long_edits: int) -> list[str]:
+    """Words of `a` with no near-identical word in `b` (nor glued into it): "service" in "hansen vvs service"."""
     b_words = [w for w in b.split() if w not in STOPWORDS]
     b_glued = b.replace(" ", "")
-    return [
-        w for w in a.split()
-        if w not in STOPWORDS and w not in b_words and w not in b_glued
-        and not any(fuzz.ratio(w, x, score_cutoff=similarity) for x in b_words)
-    ]
+    unshared = []
+    for word in a.split():
+        if word in STOPWORDS or word in b_words or word in b_glued:
+            continue
+        limit = long_edits if len(word) >= 8 else edits
+        if not any(OSA.distance(word, other, score_cutoff=limit) <= limit for other in b_words):
+            unshared.append(word)
+    return unshared
 
 
 def _location_words(hub_side: _Side, out_side: _Side, h: int, o: int) -> str:
@@ -231,8 +241,8 @@ def match_records(
     s = settings or MatchSettings()
     cvr_ids: dict[str, int] = {}
     place_ids: dict[str, int] = {}
-    hub_side = _prepare(hub, cvr_ids, place_ids)
-    out_side = _prepare(outside, cvr_ids, place_ids)
+    hub_side = _prepare(hub, cvr_ids, place_ids, s.sort_words)
+    out_side = _prepare(outside, cvr_ids, place_ids, s.sort_words)
     results: dict[object, MatchResult] = {}
 
     # 1. CVR agreement decides.
@@ -264,7 +274,7 @@ def match_records(
     city_known = (hcity >= 0) & (ocity >= 0)
     agrees = np.where(zip_known, hz == oz, city_known & (hcity == ocity))
     conflicts = np.where(zip_known, hz != oz, city_known & (hcity != ocity))
-    rank = ps + s.location_bonus * agrees
+    rank = ps + s.location_bonus * (agrees.astype(np.float64) - conflicts)
     order = np.lexsort((-rank, ph))
     ph, po, ps, rank, agrees, conflicts = (a[order] for a in (ph, po, ps, rank, agrees, conflicts))
     group_start = np.flatnonzero(np.r_[True, ph[1:] != ph[:-1]]) if len(ph) else np.zeros(0, dtype=np.int64)
@@ -368,9 +378,9 @@ def _why_not_confident(
         return f"outside record {out_side.records[o].key} is linked by CVR to " + (
             f"customer {holder}" if holder is not None else "other customers")
     hub_name, out_name = hub_side.names[h], out_side.names[o]
-    if hub_side.keys[h] != out_side.keys[o]:
-        extra = _unshared_words(hub_name, out_name, s.token_similarity) + _unshared_words(
-            out_name, hub_name, s.token_similarity)
+    if s.unshared_words_block and hub_side.keys[h] != out_side.keys[o]:
+        extra = _unshared_words(hub_name, out_name, s.word_edits, s.long_word_edits) + _unshared_words(
+            out_name, hub_name, s.word_edits, s.long_word_edits)
         if extra:
             return f"the word(s) {', '.join(repr(w) for w in extra)} appear in only one of the names"
     if s.location_conflict_blocks and conflict:
@@ -379,5 +389,12 @@ def _why_not_confident(
 
 
 def judge_single(hub: MatchRecord, outside: MatchRecord, settings: MatchSettings | None = None) -> MatchResult:
-    """Is `outside` (e.g. cvrapi.dk's one answer to a name search) the same company as `hub`?"""
-    return match_records([hub], [outside], settings)[hub.key]
+    """Is `outside` (e.g. cvrapi.dk's one answer to a name search) the same company as `hub`?
+
+    With `single_exact_words` (the default) every word must agree after normalisation: a search engine answers
+    with the most similar company, so "Vestergaard & Søn" for "Østergaard & Søn" must not pass as a typo.
+    """
+    s = settings or MatchSettings()
+    if s.single_exact_words:
+        s = replace(s, word_edits=0, long_word_edits=0)
+    return match_records([hub], [outside], s)[hub.key]
