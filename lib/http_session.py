@@ -115,6 +115,8 @@ def send(
         raise ServiceQuotaError(f"{service}: still refused after retries") from None
     except requests.ConnectionError as exc:
         reason = redact(_root_reason(exc), secrets)
+        if "Timeout" in reason:
+            raise ServiceUnavailable(f"{service}: no answer within the timeout") from None
         raise ServiceUnavailable(f"{service}: cannot connect ({reason})") from None
     except requests.RequestException as exc:
         reason = redact(type(exc).__name__, secrets)
