@@ -1,0 +1,287 @@
+"""`module.json`: the data that describes a module, validated before any module code is imported.
+
+KEYS is the reference: docs/MODULE_SYSTEM.md carries the same table and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from lib.errors import InputError
+from lib.roles import ROLES
+
+MANIFEST_FILE = "module.json"
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+DEPENDENCY = re.compile(r"^\s*(?P<name>[a-z][a-z0-9_]{1,39})\s*(?P<spec>[<>=!~][^\s].*)?$")
+PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,40}_$")
+HEALTH_PATTERN = re.compile(r"^(?P<file>[A-Za-z0-9_][A-Za-z0-9_/]*\.py):(?P<func>[A-Za-z_][A-Za-z0-9_]*)$")
+# Names the module system itself uses: `core` is the core's migration history, `module_` prefixes its tables.
+RESERVED_NAMES = frozenset({"core", "module", "modules"})
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: str
+    required: bool
+    default: str
+    meaning: str
+
+
+KEYS: tuple[Key, ...] = (
+    Key("name", "string", True, "—", "must equal the folder name; `^[a-z][a-z0-9_]{1,39}$`"),
+    Key("version", "string (semver)", True, "—", "the module's version, e.g. `1.0.0`"),
+    Key("description", "string", True, "—", "one line shown on the Modules page"),
+    Key("title", "string", False, "name in title case", "heading of the module in the navigation and lists"),
+    Key("author", "string", False, '`""`', "who to ask about the module"),
+    Key("enabled", "boolean", False, "`false`", "only the default the first time the module is seen"),
+    Key("dependencies", "list of strings", False, "`[]`", 'module names, optionally with a version specifier: `"crm_tools>=1.2"`'),
+    Key("hub_version", "string (specifier)", False, '`""` (any)', "versions of BMC Hub the module works with, e.g. `>=1.0,<2`"),
+    Key("table_prefix", "string", False, "`<name>_`", "every table the module's migrations create or alter must start with it"),
+    Key("pages", "list of objects", False, "`[]`", "`{\"file\": \"page.py\", \"title\": \"…\", \"icon\": \":material/…:\"}`; `icon` optional"),
+    Key("config", "object", False, "`{}`", "config defaults; `MODULES__{NAME}__{KEY}` overrides them"),
+    Key("health", "string", False, "`null`", '`"file.py:function"`; the function returns `True`/`False` or `(bool, "message")`'),
+    Key("health_timeout", "number", False, "`5`", "seconds before a running health check counts as failed"),
+    Key("required_role", "string", False, '`"viewer"`', "lowest role that sees the module's pages: viewer, operator or admin"),
+)
+KNOWN_KEYS = tuple(k.name for k in KEYS)
+PAGE_KEYS = ("file", "title", "icon")
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    file: str
+    title: str
+    icon: str | None = None
+
+    @property
+    def slug(self) -> str:
+        return PurePosixPath(self.file).with_suffix("").as_posix().replace("/", "_")
+
+
+@dataclass(frozen=True)
+class Dependency:
+    name: str
+    specifier: SpecifierSet
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.specifier}"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    version: str
+    description: str
+    path: Path
+    title: str = ""
+    author: str = ""
+    enabled: bool = False
+    dependencies: tuple[Dependency, ...] = ()
+    hub_version: str = ""
+    table_prefix: str = ""
+    pages: tuple[PageSpec, ...] = ()
+    config: dict[str, Any] = field(default_factory=dict)
+    health: str | None = None
+    health_timeout: float = 5.0
+    required_role: str = "viewer"
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+
+class ManifestError(InputError):
+    """module.json is unreadable or breaks a rule; every problem is listed."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def parse_version(text: str) -> Version:
+    """A semver string as a comparable Version (pre-release tags PEP 440 cannot read are dropped)."""
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return Version(re.split(r"[-+]", text, maxsplit=1)[0])
+
+
+def default_title(name: str) -> str:
+    return name.replace("_", " ").title()
+
+
+def load_manifest(folder: Path) -> Manifest:
+    """Read and validate `folder/module.json`; raises ManifestError naming the file, key and expectation."""
+    path = folder / MANIFEST_FILE
+    where = str(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError([f"{where}: file missing (every module folder needs a module.json)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError([f"{where}: cannot be read ({exc})"]) from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ManifestError([f"{where}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"]) from None
+    if not isinstance(data, dict):
+        raise ManifestError([f"{where}: expected a JSON object at the top level, got {type(data).__name__}"])
+    return validate_manifest(data, path)
+
+
+def validate_manifest(data: dict[str, Any], path: Path) -> Manifest:
+    """Check every key of a parsed module.json; all problems at once."""
+    where = str(path)
+    problems: list[str] = []
+    warnings: list[str] = []
+
+    def bad(key: str, expected: str, value: Any = ...) -> None:
+        got = "" if value is ... else f", got {json.dumps(value, ensure_ascii=False, default=str)}"
+        problems.append(f'{where}: key "{key}": expected {expected}{got}')
+
+    for key in data:
+        if key not in KNOWN_KEYS:
+            close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            warnings.append(f'{where}: unknown key "{key}" ignored{hint}')
+    for key in (k.name for k in KEYS if k.required):
+        if key not in data:
+            problems.append(f'{where}: key "{key}": required but missing')
+
+    def text(key: str, default: str = "") -> str:
+        value = data.get(key, default)
+        if not isinstance(value, str):
+            bad(key, "a string", value)
+            return default
+        return value
+
+    name = text("name")
+    folder_name = path.parent.name
+    if "name" in data and isinstance(data["name"], str):
+        if not NAME_PATTERN.match(name):
+            bad("name", "lower-case letters, digits and _ (2-40 characters, starting with a letter)", name)
+        elif name != folder_name:
+            bad("name", f'the folder name "{folder_name}"', name)
+        elif name in RESERVED_NAMES:
+            bad("name", f"a name other than the reserved {', '.join(sorted(RESERVED_NAMES))}", name)
+    version = text("version")
+    if "version" in data and isinstance(data["version"], str) and not SEMVER.match(version):
+        bad("version", "a semantic version like 1.0.0", version)
+    description = text("description")
+    if "description" in data and isinstance(data["description"], str) and not description.strip():
+        bad("description", "a non-empty string", description)
+    title = text("title") or default_title(name)
+    author = text("author")
+
+    enabled = data.get("enabled", False)
+    if not isinstance(enabled, bool):
+        bad("enabled", "true or false", enabled)
+        enabled = False
+
+    dependencies: list[Dependency] = []
+    raw_deps = data.get("dependencies", [])
+    if not isinstance(raw_deps, list):
+        bad("dependencies", 'a list of module names like "crm_tools>=1.2"', raw_deps)
+        raw_deps = []
+    for i, item in enumerate(raw_deps):
+        m = DEPENDENCY.match(item) if isinstance(item, str) else None
+        if not m:
+            bad(f"dependencies[{i}]", 'a module name, optionally with a version specifier like "crm_tools>=1.2"', item)
+            continue
+        try:
+            spec = SpecifierSet(m.group("spec") or "")
+        except InvalidSpecifier:
+            bad(f"dependencies[{i}]", 'a valid version specifier such as ">=1.2,<2"', item)
+            continue
+        if m.group("name") == name:
+            bad(f"dependencies[{i}]", "another module (a module cannot depend on itself)", item)
+            continue
+        dependencies.append(Dependency(m.group("name"), spec))
+
+    hub_version = text("hub_version")
+    if hub_version:
+        try:
+            SpecifierSet(hub_version)
+        except InvalidSpecifier:
+            bad("hub_version", 'a version specifier such as ">=1.0,<2"', hub_version)
+
+    prefix = text("table_prefix", f"{name}_")
+    if "table_prefix" in data and isinstance(data["table_prefix"], str) and not PREFIX_PATTERN.match(prefix):
+        bad("table_prefix", "lower-case letters, digits and _, ending in _", prefix)
+
+    pages: list[PageSpec] = []
+    raw_pages = data.get("pages", [])
+    if not isinstance(raw_pages, list):
+        bad("pages", 'a list of {"file", "title", "icon"} objects', raw_pages)
+        raw_pages = []
+    slugs: set[str] = set()
+    for i, item in enumerate(raw_pages):
+        if not isinstance(item, dict):
+            bad(f"pages[{i}]", 'an object {"file": "page.py", "title": "…"}', item)
+            continue
+        for extra in set(item) - set(PAGE_KEYS):
+            warnings.append(f'{where}: unknown key "pages[{i}].{extra}" ignored')
+        file = item.get("file")
+        page_title = item.get("title")
+        icon = item.get("icon")
+        rel = PurePosixPath(file) if isinstance(file, str) else None
+        if rel is None or rel.is_absolute() or ".." in rel.parts or rel.suffix != ".py" or "\\" in file:
+            bad(f"pages[{i}].file", "a .py file inside the module folder, like page.py", file)
+        elif not (path.parent / rel).is_file():
+            bad(f"pages[{i}].file", f"an existing file, but {path.parent / rel} does not exist", file)
+        if not isinstance(page_title, str) or not page_title.strip():
+            bad(f"pages[{i}].title", "a non-empty string", page_title)
+        if icon is not None and not isinstance(icon, str):
+            bad(f"pages[{i}].icon", 'an emoji or ":material/name:"', icon)
+        if isinstance(file, str) and isinstance(page_title, str):
+            page = PageSpec(file, page_title, icon)
+            if page.slug in slugs:
+                bad(f"pages[{i}].file", "a file name not used by another page of this module", file)
+            slugs.add(page.slug)
+            pages.append(page)
+
+    config = data.get("config", {})
+    if not isinstance(config, dict):
+        bad("config", 'an object such as {"READ_ONLY": true, "DRY_RUN": true}', config)
+        config = {}
+
+    health = data.get("health")
+    if health is not None:
+        m = HEALTH_PATTERN.match(health) if isinstance(health, str) else None
+        if not m or ".." in health:
+            bad("health", '"file.py:function" naming a function in the module folder', health)
+            health = None
+        elif not (path.parent / m.group("file")).is_file():
+            bad("health", f"an existing file, but {path.parent / m.group('file')} does not exist", health)
+    health_timeout = data.get("health_timeout", 5)
+    if isinstance(health_timeout, bool) or not isinstance(health_timeout, int | float) or not 0 < health_timeout <= 60:
+        bad("health_timeout", "a number of seconds between 0 and 60", health_timeout)
+        health_timeout = 5
+    required_role = data.get("required_role", "viewer")
+    if required_role not in ROLES:
+        bad("required_role", " or ".join(ROLES), required_role)
+        required_role = "viewer"
+
+    if problems:
+        raise ManifestError(problems)
+    return Manifest(
+        name=name, version=version, description=description, path=path, title=title, author=author,
+        enabled=enabled, dependencies=tuple(dependencies), hub_version=hub_version, table_prefix=prefix,
+        pages=tuple(pages), config=dict(config), health=health, health_timeout=float(health_timeout),
+        required_role=required_role, warnings=tuple(warnings),
+    )

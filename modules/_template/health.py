@@ -1,0 +1,16 @@
+"""Template Module health check: its table exists and can be read."""
+
+from sqlalchemy import text
+
+from lib.db import get_engine
+from lib.modules import module_table
+
+MODULE = "template_module"
+
+
+def check() -> tuple[bool, str]:
+    """(healthy, message) — called by the Modules page and `manage.py modules health`, with a timeout."""
+    table = module_table(MODULE, "items")
+    with get_engine().connect() as conn:
+        count = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+    return True, f"{table} readable, {count} item(s)"
