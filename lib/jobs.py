@@ -1,0 +1,39 @@
+"""What every click-to-sync job shares: the JSON payload shape, and how a command reports and exits."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from lib.cli import emit, error_line
+
+
+def job_payload(*, run_id: int | None, dry_run: bool, errors: list[dict], stopped: str | None = None,
+                **counts) -> dict:
+    """The interface's JSON object: run_id, dry_run, errors, each job's counts; `stopped` when a service stopped it."""
+    payload = {"run_id": run_id, "dry_run": dry_run, **counts, "errors": errors}
+    if stopped:
+        payload["stopped"] = stopped
+    return payload
+
+
+def finish_command(args: argparse.Namespace, payload: dict, human: Callable[[dict], str]) -> int:
+    """Print the result (one JSON object with --json); exit 3 when an outside service stopped the job."""
+    emit(args, payload, human)
+    if payload.get("stopped"):
+        error_line(f"stopped early: {payload['stopped']}")
+        return 3
+    return 0
+
+
+def counts_line(payload: dict, keys: tuple[str, ...]) -> str:
+    mode = "preview (nothing written; add --apply to write)" if payload["dry_run"] else f"applied as run {payload['run_id']}"
+    counts = ", ".join(f"{k.replace('_', ' ')}: {payload[k]}" for k in keys if k in payload)
+    lines = [f"{mode}: {counts}"]
+    lines += [f"  {e.get('row') or e.get('customer_id') or e.get('account_id') or ''}: {e['message']}"
+              for e in payload["errors"][:50]]
+    if len(payload["errors"]) > 50:
+        lines.append(f"  … and {len(payload['errors']) - 50} more (use --json for all)")
+    if payload.get("stopped"):
+        lines.append(f"stopped early: {payload['stopped']}")
+    return "\n".join(lines)
