@@ -1,0 +1,84 @@
+"""Integration status and connection tests, and the Settings → Integrations page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lib.config import Settings
+from lib.integrations import integration_status, test_connection
+from lib.sandbox import running_sandbox
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "integrations.py")
+
+
+@pytest.fixture
+def sandbox(monkeypatch):
+    with running_sandbox() as sb:
+        for name, value in sb.env().items():
+            monkeypatch.setenv(name, value)
+        yield sb
+
+
+def test_sandbox_settings_make_every_connection_test_green(sandbox):
+    """All four targets answer with the settings `manage.py sandbox` prints."""
+    for service in ("cvr", "economic", "vtiger", "simplycrm"):
+        ok, message = test_connection(service)
+        assert ok, message
+    assert sandbox.cvrapi.request_count == 1 and sandbox.economic.counts["/self"] == 1
+    assert sandbox.vtiger.counts["login"] == 1 and sandbox.simplycrm.counts["login"] == 1
+
+
+def test_status_masks_secrets(sandbox):
+    statuses = {s.service: s for s in integration_status()}
+    assert all(s.configured for s in statuses.values())
+    shown = repr(statuses)
+    for secret in (sandbox.economic.app_secret_token, sandbox.economic.agreement_grant_token,
+                   sandbox.vtiger.access_key):
+        assert secret not in shown
+    assert statuses["economic"].settings["ECONOMIC_APP_SECRET_TOKEN"] == "••••••"
+    assert statuses["vtiger"].settings["VTIGER_URL"] == sandbox.vtiger.url
+
+
+def test_unconfigured_services_say_what_is_missing():
+    statuses = {s.service: s for s in integration_status(Settings())}
+    assert not statuses["cvr"].configured and statuses["cvr"].missing == ("CVR_USER_AGENT",)
+    assert "VTIGER_URL" in statuses["vtiger"].missing
+    ok, message = test_connection("cvr", Settings())
+    assert not ok and "CVR_USER_AGENT" in message
+    ok, message = test_connection("economic", Settings())
+    assert not ok and "ECONOMIC_APP_SECRET_TOKEN" in message
+    assert test_connection("nope")[0] is False
+
+
+def test_refused_credentials_show_the_problem_not_the_secret(sandbox, monkeypatch):
+    monkeypatch.setenv("ECONOMIC_AGREEMENT_GRANT_TOKEN", "wrong-grant-xyz")
+    monkeypatch.setenv("VTIGER_ACCESS_KEY", "wrong-key-xyz")
+    ok, message = test_connection("economic")
+    assert not ok and "401" in message and "wrong-grant-xyz" not in message
+    ok, message = test_connection("vtiger")
+    assert not ok and "INVALID_USER_CREDENTIALS" in message and "wrong-key-xyz" not in message
+    sandbox.cvrapi.quota = 0
+    ok, message = test_connection("cvr")
+    assert not ok and "QUOTA_EXCEEDED" in message
+
+
+def test_page_shows_services_and_tests_connections(sandbox):
+    at = AppTest.from_file(PAGE, default_timeout=30).run()
+    assert not at.exception
+    assert [h.value for h in at.subheader] == ["cvrapi.dk", "e-conomic", "vTiger", "Simply-CRM"]
+    page_text = " ".join(str(t.value) for t in at.table)
+    assert sandbox.economic.agreement_grant_token not in page_text
+    at.button(key="test_economic").click().run()
+    assert [s.value for s in at.success] and "agreement" in at.success[0].value
+    at.button(key="test_simplycrm").click().run()
+    assert "logged in" in at.success[0].value
+
+
+def test_page_shows_the_exact_problem_when_unconfigured():
+    at = AppTest.from_file(PAGE, default_timeout=30).run()
+    assert not at.exception
+    at.button(key="test_cvr").click().run()
+    assert at.error and "CVR_USER_AGENT" in at.error[0].value
