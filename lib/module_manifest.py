@@ -278,7 +278,7 @@ def validate_manifest(data: dict[str, Any], path: Path) -> Manifest:
         required_role = "viewer"
 
     if problems:
-        raise ManifestError(problems)
+        raise ManifestError(problems + warnings)
     return Manifest(
         name=name, version=version, description=description, path=path, title=title, author=author,
         enabled=enabled, dependencies=tuple(dependencies), hub_version=hub_version, table_prefix=prefix,

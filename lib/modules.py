@@ -746,7 +746,7 @@ def module_report(engine: Engine, *, with_health: bool = False) -> list[dict[str
     registry = load_registry(engine)
     views = page_views(engine) if registry.system_enabled else {}
     out = []
-    for info in registry.modules.values():
+    for info in sorted(registry.modules.values(), key=lambda i: i.name):
         m = info.manifest
         pending, problem = pending_migrations(engine, info)
         page_rows = views.get(info.name, {})
@@ -791,7 +791,7 @@ def health_report(engine: Engine) -> list[dict[str, Any]]:
     """`modules health --json`: one {name, healthy, message, status, duration_ms} per discovered module."""
     registry = load_registry(engine)
     out = []
-    for info in registry.modules.values():
+    for info in sorted(registry.modules.values(), key=lambda i: i.name):
         h = check_health(engine, info, max_age=0)
         out.append({"name": info.name, "healthy": h.healthy, "message": h.message, "status": info.status,
                     "enabled": info.enabled, "duration_ms": h.duration_ms})
