@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui.navigation import build_navigation
-from ui.session import auth_configured, current_actor, hub_engine, require_login_problem
+from ui.session import auth_configured, auth_providers, current_actor, hub_engine, require_login_problem
 
 st.set_page_config(page_title="BMC Hub", page_icon=":material/hub:", layout="wide")
 
@@ -15,8 +15,11 @@ if problem:
 if auth_configured() and not st.user.get("is_logged_in"):
     st.title("BMC Hub")
     st.write("Sign in with your company account to continue.")
-    if st.button("Sign in", type="primary"):
-        st.login()
+    providers = auth_providers()
+    for provider in providers or [None]:
+        label = f"Sign in with {provider.capitalize()}" if provider else "Sign in"
+        if st.button(label, type="primary", key=f"login_{provider or 'default'}"):
+            st.login(provider) if provider else st.login()
     st.stop()
 
 hub_engine()  # applies pending core migrations before any page draws
@@ -30,4 +33,5 @@ with st.sidebar:
         if st.button("Sign out"):
             st.logout()
 
-build_navigation(actor).run()
+navigation = build_navigation(actor)
+navigation.run()

@@ -28,6 +28,8 @@ FIELDS = [("name", "Name"), ("cvr_number", "CVR number"), ("economic_customer_nu
 engine = hub_engine()
 me = actor()
 st.title("Customers")
+if not me.can("operator"):
+    st.caption(f"Read-only: your role is {me.role}; editing customers needs the operator role.")
 
 left, middle, right = st.columns([3, 2, 1])
 query = left.text_input("Search", key="customer_search", placeholder="Name, CVR or e-conomic number")
@@ -72,7 +74,7 @@ if result.rows:
     if customer:
         st.subheader(customer["name"])
         st.toggle("Subscriptions locked", value=customer["subscriptions_locked"], key=f"lock_{picked}",
-                  on_change=_toggle_lock, args=(picked,), disabled=not me.can("operator"),
+                  on_change=_toggle_lock, args=(picked,),
                   help="A locked customer's subscriptions are frozen: imports skip them.")
         details, subscriptions, history = st.tabs(["Details", "Subscriptions", "History"])
         with details, st.form(f"edit_{picked}"):
@@ -80,7 +82,7 @@ if result.rows:
             for field, label in FIELDS:
                 current = customer[field]
                 values[field] = st.text_input(label, value="" if current is None else str(current), key=f"e_{field}")
-            if st.form_submit_button("Save changes", disabled=not me.can("operator")):
+            if st.form_submit_button("Save changes"):
                 try:
                     changed = update_customer(engine, picked, values, user=me.email, role=me.role)
                     st.session_state["customer_message"] = (

@@ -49,6 +49,7 @@ def build_navigation(actor: Actor) -> st.navigation:
     modules = module_pages(actor)
     if modules:
         sections["Modules"] = modules
+    st.session_state["_hub_pages"] = page_titles(sections)  # what this user may open (shown in tests and Home)
     return st.navigation(sections)
 
 

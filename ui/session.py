@@ -30,6 +30,15 @@ def auth_configured() -> bool:
         return False
 
 
+def auth_providers() -> list[str]:
+    """Named providers in [auth.NAME] sections (e.g. microsoft, google); empty for a single default provider."""
+    try:
+        section = st.secrets.get("auth") or {}
+        return [name for name, value in section.items() if hasattr(value, "keys")]
+    except Exception:  # noqa: BLE001
+        return []
+
+
 def current_actor() -> Actor:
     """Signed-in user with a role from configuration; without auth a single local admin."""
     user = st.user

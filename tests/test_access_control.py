@@ -1,0 +1,81 @@
+"""Sign-in and roles: what each role sees, what it may write, and REQUIRE_LOGIN."""
+
+from __future__ import annotations
+
+import pytest
+
+from lib.customers import create_customer, get_customer
+from lib.roles import Actor, actor_for_email, role_for_email
+from lib.runs import list_runs
+from tests.apptest import app, no_exception, signed_in, texts
+from tests.conftest import ROOT
+from ui.navigation import CORE_PAGES
+
+ROLE_ENV = {"HUB_ADMINS": "boss@bmc.dk", "HUB_OPERATORS": "@bmc.dk", "HUB_VIEWERS": "@partner.dk"}
+
+
+def expected_titles(role: str) -> set[str]:
+    allowed = Actor("x", role).can
+    return {title for _, file, title, _, needed, _ in CORE_PAGES if (ROOT / file).is_file() and allowed(needed)}
+
+
+@pytest.fixture
+def roles_env(monkeypatch):
+    for key, value in ROLE_ENV.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_role_mapping_by_address_and_domain(roles_env):
+    assert actor_for_email("boss@bmc.dk").role == "admin"
+    assert actor_for_email("anna@bmc.dk").role == "operator"
+    assert actor_for_email("peter@partner.dk").role == "viewer"
+    assert actor_for_email("someone@gmail.com").role == "viewer"  # default
+    assert role_for_email("x@evil-bmc.dk", admins="", operators="bmc.dk") == "viewer"
+
+
+@pytest.mark.parametrize(("email", "role"), [("peter@partner.dk", "viewer"), ("anna@bmc.dk", "operator"),
+                                             ("boss@bmc.dk", "admin")])
+def test_navigation_each_role_sees(engine, roles_env, email, role):
+    at = no_exception(app("Home.py", user=signed_in(email)).run())
+    shown = set(at.session_state["_hub_pages"])
+    assert shown == expected_titles(role) | (shown - {t for _, _, t, *_ in CORE_PAGES})  # module pages aside
+    assert f"Signed in as {email} ({role})" in texts(at)
+    if role == "viewer":
+        assert not shown & {"Import subscriptions", "CVR lookup", "e-conomic", "CRM sync", "Integrations", "Modules"}
+    if role == "operator":
+        assert not shown & {"Integrations", "Modules"}
+
+
+def test_viewer_write_is_refused_with_a_message_and_nothing_written(engine, roles_env):
+    cid = create_customer(engine, {"name": "Alfa ApS"}, user="seed")
+    runs_before = len(list_runs(engine))
+    at = no_exception(app("pages/customers.py", user=signed_in("peter@partner.dk")).run())
+    assert "Read-only: your role is viewer" in texts(at)
+    at.toggle(key=f"lock_{cid}").set_value(True).run()  # the write itself checks the role
+    assert "may not edit customers" in texts(at)
+    assert get_customer(engine, cid)["subscriptions_locked"] is False
+    assert len(list_runs(engine)) == runs_before
+    at.text_input(key="e_city").input("Aarhus")
+    at.button[0].click().run()
+    assert "may not edit customers" in texts(at) and get_customer(engine, cid)["city"] is None
+
+
+def test_changes_record_the_signed_in_person(engine, roles_env):
+    cid = create_customer(engine, {"name": "Alfa ApS"}, user="seed")
+    at = no_exception(app("pages/customers.py", user=signed_in("anna@bmc.dk")).run())
+    at.toggle(key=f"lock_{cid}").set_value(True).run()
+    assert get_customer(engine, cid)["subscriptions_locked"] is True
+    assert list_runs(engine, user="anna@bmc.dk")[0]["stats"]["changed_fields"] == ["subscriptions_locked"]
+
+
+def test_without_auth_the_app_runs_as_local_admin_and_says_so(engine):
+    at = no_exception(app("Home.py").run())
+    assert "you are the local admin" in texts(at)
+    assert set(at.session_state["_hub_pages"]) >= expected_titles("admin")
+
+
+def test_require_login_without_auth_refuses_to_start(db_url, monkeypatch):
+    monkeypatch.setenv("REQUIRE_LOGIN", "true")
+    at = app("Home.py").run()
+    assert "REQUIRE_LOGIN is true but sign-in is not configured" in texts(at)
+    assert "_hub_pages" not in at.session_state
