@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -70,6 +71,8 @@ def create_module(name: str, description: str, title: str | None = None) -> tupl
     directory = modules_dir()
     target = validate_new_module(name, description, directory)
     title = (title or default_title(name)).strip()
+    if not re.fullmatch(r"[^\"\\\n]{1,60}", title):
+        raise InputError("the title must be one line of at most 60 characters without quotes or backslashes")
     source = template_folder(directory)
     directory.mkdir(parents=True, exist_ok=True)
     staging = directory / f".{name}.creating-{os.getpid()}"  # dot folders are never discovered
@@ -79,11 +82,13 @@ def create_module(name: str, description: str, title: str | None = None) -> tupl
         files = []
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
             if path.suffix in TEXT_SUFFIXES:
-                content = _fill(path.read_text(encoding="utf-8"), name, title, description)
-                if path.name == MANIFEST_FILE:
-                    data = json.loads(content)
+                content = path.read_text(encoding="utf-8")
+                if path.name == MANIFEST_FILE:  # filled as data, so quotes in the description stay valid JSON
+                    data = json.loads(_fill(content, name, title, TEMPLATE_DESCRIPTION))
                     data.update(name=name, title=title, description=description, enabled=False)
                     content = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+                else:
+                    content = _fill(content, name, title, description)
                 path.write_text(content, encoding="utf-8")
             files.append(path.relative_to(staging).as_posix())
         os.rename(staging, target)
