@@ -186,7 +186,7 @@ class CvrClient:
         """The company with this CVR number, or None ("no match"). Raises InvalidCVR for a bad number."""
         number = validate_cvr(cvr)
         found = self._ask("vat", number)
-        return next((c for c in found if c.cvr == number), found[0] if found else None)
+        return next((c for c in found if c.cvr == number), None)  # never another company's record
 
     def search_name(self, name: str) -> list[CvrCompany]:
         """Companies cvrapi.dk returns for a name (usually one; empty for no match)."""
