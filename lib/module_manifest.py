@@ -45,7 +45,7 @@ KEYS: tuple[Key, ...] = (
     Key("name", "string", True, "—", "must equal the folder name; `^[a-z][a-z0-9_]{1,39}$`"),
     Key("version", "string (semver)", True, "—", "the module's version, e.g. `1.0.0`"),
     Key("description", "string", True, "—", "one line shown on the Modules page"),
-    Key("title", "string", False, "name in title case", "heading of the module in the navigation and lists"),
+    Key("title", "string", False, "name in title case", "the module's name for people, on the Modules page"),
     Key("author", "string", False, '`""`', "who to ask about the module"),
     Key("enabled", "boolean", False, "`false`", "only the default the first time the module is seen"),
     Key("dependencies", "list of strings", False, "`[]`", 'module names, optionally with a version specifier: `"crm_tools>=1.2"`'),
@@ -58,6 +58,13 @@ KEYS: tuple[Key, ...] = (
     Key("required_role", "string", False, '`"viewer"`', "lowest role that sees the module's pages: viewer, operator or admin"),
 )
 KNOWN_KEYS = tuple(k.name for k in KEYS)
+
+
+def keys_markdown() -> str:
+    """The module.json reference table as docs/MODULE_SYSTEM.md carries it."""
+    lines = ["| key | type | required | default | meaning |", "|---|---|---|---|---|"]
+    lines += [f"| `{k.name}` | {k.type} | {'yes' if k.required else 'no'} | {k.default} | {k.meaning} |" for k in KEYS]
+    return "\n".join(lines)
 PAGE_KEYS = ("file", "title", "icon")
 
 
