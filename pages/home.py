@@ -27,7 +27,7 @@ if counts["customers"] == 0:
     except ImportError:
         load_demo_data = None
     if load_demo_data is not None and me.can("operator") and st.button("Load demo data", type="primary"):
-        result = load_demo_data(engine)
+        result = load_demo_data(engine, user=me.email, role=me.role)
         st.success(f"Loaded {result.get('customers', 0)} demo customers.")
         st.rerun()
 

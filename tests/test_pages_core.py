@@ -60,3 +60,18 @@ def test_runs_page_shows_changes_and_undoes_with_confirmation(engine):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM customers WHERE id = :id"), {"id": cid}).scalar() == 0
     assert list_runs(engine)[0]["kind"] == "undo"
+
+
+def test_empty_dashboard_loads_demo_data_as_an_undoable_run(engine):
+    at = no_exception(app("Home.py").run())
+    next(b for b in at.button if b.label == "Load demo data").click().run()
+    no_exception(at)
+    customers = dashboard_counts_now(engine)
+    assert customers > 10
+    run = list_runs(engine)[0]
+    assert run["kind"] == "demo-data" and run["stats"]["customers"] == customers
+
+
+def dashboard_counts_now(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM customers")).scalar()

@@ -7,6 +7,7 @@ import argparse
 from lib.cli import emit
 from lib.db import open_database
 from lib.demo_data import load_demo_data
+from lib.roles import cli_actor
 
 NAME = "demo-data"
 HELP = "fill an empty Hub with demo customers that match the sandbox simulators"
@@ -23,5 +24,6 @@ def _human(data: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    emit(args, load_demo_data(open_database()), _human)
+    actor = cli_actor()
+    emit(args, load_demo_data(open_database(), user=actor.email, role=actor.role), _human)
     return 0
