@@ -1,0 +1,361 @@
+"""Import BMC Office subscriptions: plan what each row would do (the preview), then apply the plan as one run.
+
+read (lib.excel_reader) → validate (lib.subscription_rows) → plan (here) → apply (here, one transaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection, Engine
+
+from lib import tables
+from lib.audit import insert_rows, update_rows
+from lib.company_names import normalize_company_name
+from lib.errors import InputError
+from lib.roles import require_role
+from lib.runs import job_run
+from lib.subscription_rows import (
+    CENT,
+    SUBSCRIPTION_FIELDS,
+    ParsedExport,
+    SubscriptionRow,
+    danish_date,
+    read_export,
+)
+
+KIND = "import-subscriptions"
+SOURCE = "bmc-office"
+OUTCOMES = ("create", "update", "unchanged", "skipped_locked", "unmatched", "rejected")
+COUNT_KEYS = {"create": "created", "update": "updated", "unchanged": "unchanged", "skipped_locked": "skipped_locked",
+              "unmatched": "unmatched", "rejected": "rejected"}
+DEFAULTS = {"external_id": None, "sku": None, "unit_price": None, "billing_interval": "monthly", "end_date": None,
+            "status": "active", "note": None}
+WRITE_BATCH = 5000
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+class PlanOutdated(InputError):
+    """Customers or subscriptions changed between the preview and the apply."""
+
+
+@dataclass(slots=True)
+class PlannedRow:
+    """What one data row does: its outcome, the customer and subscription, and the values to write."""
+
+    row: int
+    outcome: str
+    customer_id: int | None = None
+    subscription_id: int | None = None
+    values: dict = field(default_factory=dict)
+    current: dict | None = None
+    message: str | None = None
+    source: SubscriptionRow | None = None
+
+    @property
+    def changes(self) -> dict[str, tuple]:
+        if self.outcome != "update" or self.current is None:
+            return {}
+        return {f: (self.current.get(f), v) for f, v in self.values.items()}
+
+
+@dataclass
+class ImportPlan:
+    """The preview: every row's outcome. Applying it writes exactly the create and update rows."""
+
+    export: ParsedExport
+    items: list[PlannedRow]
+    customer_names: dict[int, str]
+    snapshot: tuple
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(COUNT_KEYS.values(), 0)
+        for item in self.items:
+            out[COUNT_KEYS[item.outcome]] += 1
+        return out
+
+    def errors(self) -> list[dict]:
+        return [{"row": i.row, "message": i.message} for i in self.items if i.outcome in ("rejected", "unmatched")]
+
+    def summary(self, run_id: int | None = None, dry_run: bool = True) -> dict:
+        """The command's JSON object (interface.md): counts, run_id, dry_run and errors."""
+        counts = self.counts()
+        return {"run_id": run_id, "dry_run": dry_run, "rows": len(self.items), "created": counts["created"],
+                "updated": counts["updated"], "unchanged": counts["unchanged"],
+                "skipped_locked": counts["skipped_locked"], "unmatched": counts["unmatched"],
+                "errors": self.errors()}
+
+    def stats(self) -> dict:
+        return {"file": self.export.file_name, "sheet": self.export.sheet, "rows": len(self.items), **self.counts()}
+
+    def table(self, outcomes: set[str] | None = None, limit: int | None = None) -> list[dict]:
+        """Display rows of the plan (optionally only some outcomes), one dict per data row."""
+        out: list[dict] = []
+        for item in self.items:
+            if outcomes is not None and item.outcome not in outcomes:
+                continue
+            src = item.source
+            values = src.values if src else {}
+            change_text = ", ".join(f"{f}: {_show(old)} → {_show(new)}" for f, (old, new) in item.changes.items())
+            out.append({
+                "row": item.row, "outcome": item.outcome,
+                "customer": self.customer_names.get(item.customer_id) if item.customer_id else (
+                    src.customer_name if src else None),
+                "subscription id": values.get("external_id"), "product": values.get("product"),
+                "quantity": values.get("quantity"), "unit price": values.get("unit_price"),
+                "interval": values.get("billing_interval"), "start date": values.get("start_date"),
+                "status": values.get("status"), "changes": change_text or None, "message": item.message,
+            })
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+
+def _show(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, date):
+        return danish_date(value)
+    return str(value)
+
+
+# --- customers --------------------------------------------------------------------------------------------------
+
+class CustomerIndex:
+    """Every customer, loaded once, looked up by e-conomic number, CVR and normalised name."""
+
+    def __init__(self, conn: Connection):
+        c = tables.customers
+        rows = conn.execute(select(c.c.id, c.c.name, c.c.cvr_number, c.c.economic_customer_number,
+                                   c.c.subscriptions_locked)).all()
+        self.names = {r.id: r.name for r in rows}
+        self.cvr_of = {r.id: r.cvr_number for r in rows}
+        self.number_of = {r.id: r.economic_customer_number for r in rows}
+        self.locked = {r.id for r in rows if r.subscriptions_locked}
+        self.by_number = {r.economic_customer_number: r.id for r in rows if r.economic_customer_number is not None}
+        self.by_cvr = {r.cvr_number: r.id for r in rows if r.cvr_number}
+        self._by_name: dict[str, list[int]] | None = None
+
+    def by_name(self, name: str) -> list[int]:
+        if self._by_name is None:  # most exports carry numbers; normalise 20,000 names only when needed
+            index: dict[str, list[int]] = {}
+            for cid, cname in self.names.items():
+                key = normalize_company_name(cname)
+                if key:
+                    index.setdefault(key, []).append(cid)
+            self._by_name = index
+        key = normalize_company_name(name)
+        return self._by_name.get(key, []) if key else []
+
+    def _contradiction(self, cid: int, row: SubscriptionRow) -> str | None:
+        stored_cvr, stored_number = self.cvr_of[cid], self.number_of[cid]
+        if row.cvr and stored_cvr and stored_cvr != row.cvr:
+            return f"CVR {row.cvr} contradicts customer {self.names[cid]!r}, whose CVR is {stored_cvr}"
+        if row.customer_number is not None and stored_number is not None and stored_number != row.customer_number:
+            return (f"customer number {row.customer_number} contradicts customer {self.names[cid]!r}, "
+                    f"whose e-conomic number is {stored_number}")
+        return None
+
+    def match(self, row: SubscriptionRow) -> tuple[int | None, str | None, str | None]:
+        """(customer id, None, None), or (None, 'unmatched' | 'rejected', reason). Never guesses."""
+        by_number = self.by_number.get(row.customer_number) if row.customer_number is not None else None
+        by_cvr = self.by_cvr.get(row.cvr) if row.cvr else None
+        if by_number is not None and by_cvr is not None and by_number != by_cvr:
+            return None, "rejected", (f"customer number {row.customer_number} is {self.names[by_number]!r} but "
+                                      f"CVR {row.cvr} is {self.names[by_cvr]!r}")
+        found = by_number if by_number is not None else by_cvr
+        if found is None and row.customer_name:
+            candidates = self.by_name(row.customer_name)
+            if len(candidates) > 1:
+                return None, "unmatched", (f"customer name {row.customer_name!r} fits {len(candidates)} customers "
+                                           "in the Hub; add the customer number or CVR")
+            found = candidates[0] if candidates else None
+        if found is None:
+            return None, "unmatched", f"no customer in the Hub has {_keys(row)}"
+        problem = self._contradiction(found, row)
+        if problem:
+            return None, "rejected", problem
+        return found, None, None
+
+
+def _keys(row: SubscriptionRow) -> str:
+    keys = []
+    if row.customer_number is not None:
+        keys.append(f"customer number {row.customer_number}")
+    if row.cvr:
+        keys.append(f"CVR {row.cvr}")
+    if row.customer_name:
+        keys.append(f"the name {row.customer_name!r}")
+    return " or ".join(keys)
+
+
+# --- subscriptions ----------------------------------------------------------------------------------------------
+
+_SUB_COLUMNS = ("id", "customer_id", *SUBSCRIPTION_FIELDS, "source")
+
+
+def _fold(text: str | None) -> str:
+    return " ".join(text.casefold().split()) if text else ""
+
+
+class SubscriptionIndex:
+    """Existing subscriptions by (source, external id) and by (customer, SKU or product, start date)."""
+
+    def __init__(self, conn: Connection):
+        s = tables.subscriptions
+        self.by_external: dict[str, dict] = {}
+        self.by_natural: dict[tuple, list[dict]] = {}
+        result = conn.execute(select(*(s.c[c] for c in _SUB_COLUMNS)))
+        for row in result.mappings():
+            sub = dict(row)
+            if sub["external_id"] is not None and sub["source"] == SOURCE:
+                self.by_external[sub["external_id"]] = sub
+            for key in _natural_keys(sub["customer_id"], sub["sku"], sub["product"], sub["start_date"]):
+                self.by_natural.setdefault(key, []).append(sub)
+
+    def find(self, customer_id: int, values: dict) -> tuple[list[dict], tuple]:
+        """Existing subscriptions with this row's identity, and the identity key itself."""
+        external_id = values.get("external_id")
+        if external_id:
+            found = self.by_external.get(external_id)
+            return ([found] if found else []), ("id", external_id)
+        keys = _natural_keys(customer_id, values.get("sku"), values.get("product"), values.get("start_date"))
+        for key in keys:
+            found = self.by_natural.get(key)
+            if found:
+                return found, key
+        return [], keys[0]
+
+
+def _natural_keys(customer_id: int, sku: str | None, product: str | None, start: date | None) -> list[tuple]:
+    keys = []
+    if sku:
+        keys.append((customer_id, "sku", _fold(sku), start))
+    if product:
+        keys.append((customer_id, "product", _fold(product), start))
+    return keys
+
+
+def _same(old, new) -> bool:
+    if isinstance(new, Decimal) or isinstance(old, Decimal | float):
+        if old is None or new is None:
+            return old is new
+        return Decimal(str(old)).quantize(CENT) == Decimal(str(new)).quantize(CENT)
+    if isinstance(old, str) and isinstance(new, date):
+        return old[:10] == new.isoformat()
+    return old == new
+
+
+def _snapshot(conn: Connection) -> tuple:
+    s, c = tables.subscriptions, tables.customers
+    subs = conn.execute(select(func.count(), func.max(s.c.id), func.max(s.c.updated_at))).one()
+    customers = conn.execute(select(func.count(), func.max(c.c.id), func.max(c.c.updated_at))).one()
+    return tuple(str(v) for v in (*subs, *customers))
+
+
+# --- plan -------------------------------------------------------------------------------------------------------
+
+def plan_import(engine: Engine, export: ParsedExport) -> ImportPlan:
+    """Decide every row's outcome against the database as it is now; writes nothing."""
+    with engine.connect() as conn:
+        snapshot = _snapshot(conn)
+        customers = CustomerIndex(conn)
+        subscriptions = SubscriptionIndex(conn)
+    items: list[PlannedRow] = []
+    seen: dict[tuple, int] = {}
+    present = [f for f in SUBSCRIPTION_FIELDS if f in export.fields_present]
+    for row in export.rows:
+        if row.error:
+            items.append(PlannedRow(row.row, "rejected", message=row.error, source=row))
+            continue
+        customer_id, outcome, reason = customers.match(row)
+        if customer_id is None:
+            items.append(PlannedRow(row.row, outcome, message=reason, source=row))
+            continue
+        found, identity = subscriptions.find(customer_id, row.values)
+        if identity in seen:
+            items.append(PlannedRow(row.row, "rejected", customer_id, source=row,
+                                    message=f"the same subscription as row {seen[identity]}"))
+            continue
+        seen[identity] = row.row
+        if len(found) > 1:
+            items.append(PlannedRow(row.row, "rejected", customer_id, source=row,
+                                    message=f"{len(found)} existing subscriptions of this customer have this product "
+                                            "and start date; add a subscription id"))
+            continue
+        existing = found[0] if found else None
+        if customer_id in customers.locked or (existing and existing["customer_id"] in customers.locked):
+            items.append(PlannedRow(row.row, "skipped_locked", customer_id, existing["id"] if existing else None,
+                                    message=f"{customers.names[customer_id]!r} has its subscriptions locked",
+                                    source=row))
+            continue
+        if existing is None:
+            values = {"customer_id": customer_id, **DEFAULTS, **row.values, "source": SOURCE}
+            items.append(PlannedRow(row.row, "create", customer_id, values=values, source=row))
+            continue
+        wanted = {"customer_id": customer_id, **{f: row.values[f] for f in present}}
+        if not wanted.get("external_id"):
+            wanted.pop("external_id", None)  # a row without an id never clears one
+        changed = {f: v for f, v in wanted.items() if not _same(existing.get(f), v)}
+        if changed:
+            items.append(PlannedRow(row.row, "update", customer_id, existing["id"], changed, existing, source=row))
+        else:
+            items.append(PlannedRow(row.row, "unchanged", customer_id, existing["id"], source=row))
+    return ImportPlan(export, items, customers.names, snapshot)
+
+
+# --- apply ------------------------------------------------------------------------------------------------------
+
+def apply_plan(engine: Engine, plan: ImportPlan, *, user: str, role: str,
+               on_progress: ProgressCallback | None = None) -> dict:
+    """Write the plan's creates and updates in one transaction, as one run; returns the summary with run_id."""
+    require_role(role, "operator", "import subscriptions")
+    creates = [i.values for i in plan.items if i.outcome == "create"]
+    updates = [(i.subscription_id, i.current, i.values) for i in plan.items if i.outcome == "update"]
+    total = len(creates) + len(updates)
+    parameters = {"file": plan.export.file_name, "sheet": plan.export.sheet}
+    with engine.connect() as conn:  # refuse before a run is recorded; checked again inside the transaction
+        if _snapshot(conn) != plan.snapshot:
+            raise PlanOutdated("customers or subscriptions changed since the preview; preview the file again")
+    with job_run(engine, KIND, user=user, dry_run=False, parameters=parameters) as run:
+        done = 0
+
+        def report(message: str) -> None:
+            if on_progress:
+                on_progress(done, total, message)
+
+        report("checking that nothing changed since the preview")
+        with engine.begin() as conn:
+            if _snapshot(conn) != plan.snapshot:
+                raise PlanOutdated("customers or subscriptions changed since the preview; preview the file again")
+            for start in range(0, len(creates), WRITE_BATCH):
+                chunk = creates[start : start + WRITE_BATCH]
+                insert_rows(conn, "subscriptions", chunk, run_id=run.id, user=user, batch=WRITE_BATCH)
+                done += len(chunk)
+                report(f"created {done:,} of {len(creates):,} subscriptions")
+            for start in range(0, len(updates), WRITE_BATCH):
+                chunk = updates[start : start + WRITE_BATCH]
+                update_rows(conn, "subscriptions", chunk, run_id=run.id, user=user)
+                done += len(chunk)
+                report(f"updated {done - len(creates):,} of {len(updates):,} subscriptions")
+        run.finish(plan.stats())
+        report("done")
+    return plan.summary(run_id=run.id, dry_run=False)
+
+
+def import_subscriptions(engine: Engine, source: Path | str | bytes, *, file_name: str | None = None,
+                         sheet: str | None = None, apply: bool = False, user: str = "system", role: str = "viewer",
+                         on_progress: ProgressCallback | None = None) -> tuple[ImportPlan, dict]:
+    """Read, plan and (with `apply`) write; returns the plan and the summary (interface.md JSON keys)."""
+    if apply:
+        require_role(role, "operator", "import subscriptions")
+    plan = plan_import(engine, read_export(source, file_name=file_name, sheet=sheet))
+    if not apply:
+        return plan, plan.summary()
+    return plan, apply_plan(engine, plan, user=user, role=role, on_progress=on_progress)

@@ -1,0 +1,381 @@
+"""The BMC Office export's columns and row rules: header aliases, Danish notation, validation of each row."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
+from pathlib import Path
+
+from lib.cvr import InvalidCVR, validate_cvr
+from lib.excel_reader import HeaderSpec, SheetTable, choose_sheet, is_blank, open_workbook, read_sheet
+
+PREFERRED_SHEET = "Abonnementer"
+CUSTOMER_KEYS = ("customer_number", "cvr", "customer_name")
+SUBSCRIPTION_FIELDS = ("external_id", "product", "sku", "quantity", "unit_price", "billing_interval", "start_date",
+                       "end_date", "status", "note")
+
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "customer_number": ("Kundenr", "Kundenummer", "Kunde nr", "Customer no", "Customer number", "Customer #"),
+    "customer_name": ("Kunde", "Kundenavn", "Customer", "Customer name"),
+    "cvr": ("CVR", "CVR-nr.", "CVR nr", "CVR nummer", "CVR-nummer", "CVR number", "CVR no"),
+    "external_id": ("Abonnement ID", "Abonnements ID", "Abonnementsnr", "Abonnementsnummer", "Subscription ID",
+                    "Subscription no"),
+    "product": ("Produkt", "Varenavn", "Product", "Product name"),
+    "sku": ("Varenr", "Varenummer", "SKU", "Item no"),
+    "quantity": ("Antal", "Quantity", "Qty"),
+    "unit_price": ("Pris", "Enhedspris", "Unit price", "Price"),
+    "billing_interval": ("Interval", "Faktureringsinterval", "Billing interval"),
+    "start_date": ("Startdato", "Start date", "Start"),
+    "end_date": ("Slutdato", "Udløbsdato", "End date", "Slut"),
+    "status": ("Status",),
+    "note": ("Bemærkning", "Bemærkninger", "Note", "Notes", "Comment"),
+}
+FIELD_LABELS = {
+    "customer_number": "e-conomic customer number", "customer_name": "customer name", "cvr": "CVR number",
+    "external_id": "subscription id", "product": "product", "sku": "SKU", "quantity": "quantity",
+    "unit_price": "unit price", "billing_interval": "billing interval", "start_date": "start date",
+    "end_date": "end date", "status": "status", "note": "note",
+}
+REQUIRED_DESCRIPTION = "product, quantity, start date, and a customer number, CVR or customer name"
+
+
+def _has_required(fields: set[str]) -> bool:
+    return {"product", "quantity", "start_date"} <= fields and bool(fields & set(CUSTOMER_KEYS))
+
+
+HEADER_SPEC = HeaderSpec(COLUMN_ALIASES, _has_required, REQUIRED_DESCRIPTION)
+
+INTERVALS = {
+    "monthly": ("måned", "måneder", "månedlig", "månedligt", "md", "mdr", "monthly", "month", "per month"),
+    "quarterly": ("kvartal", "kvartalsvis", "kvartalsvist", "quarterly", "quarter"),
+    "half-yearly": ("halvår", "halvårlig", "halvårligt", "halvårsvis", "half-yearly", "half yearly", "halfyearly",
+                    "semi-annual", "semiannual", "semi-annually"),
+    "yearly": ("år", "årlig", "årligt", "yearly", "year", "annual", "annually", "per year"),
+}
+STATUSES = {
+    "active": ("aktiv", "aktivt", "active"),
+    "cancelled": ("opsagt", "ophørt", "annulleret", "cancelled", "canceled"),
+    "paused": ("pause", "pauset", "på pause", "paused"),
+}
+MONTHS_PER_INTERVAL = {"monthly": 1, "quarterly": 3, "half-yearly": 6, "yearly": 12}
+_INTERVAL_LOOKUP = {alias: name for name, aliases in INTERVALS.items() for alias in aliases}
+_STATUS_LOOKUP = {alias: name for name, aliases in STATUSES.items() for alias in aliases}
+TOTAL_WORDS = {"i alt", "ialt", "total", "totalt", "sum", "i alt:", "total:", "sum:"}
+
+MAX_QUANTITY = 2_147_483_647
+MAX_PRICE = Decimal("9999999999.99")  # NUMERIC(12, 2)
+CENT = Decimal("0.01")
+EXCEL_EPOCH = date(1899, 12, 30)
+
+
+class RowProblem(ValueError):
+    """One reason a row is rejected."""
+
+
+@dataclass(slots=True)
+class SubscriptionRow:
+    """One data row, validated: the customer keys and the subscription values of the mapped columns."""
+
+    row: int
+    customer_number: int | None = None
+    cvr: str | None = None
+    customer_name: str | None = None
+    values: dict = field(default_factory=dict)
+    error: str | None = None
+    cells: dict | None = None  # the original cells, kept for rows that end up in the error report
+
+
+@dataclass
+class ParsedExport:
+    """What was read from the file: where, how the columns were mapped, and every data row."""
+
+    file_name: str
+    sheet: str
+    sheet_names: list[str]
+    header_row: int
+    headers: list[str]
+    mapping: dict[str, int]
+    rows: list[SubscriptionRow]
+
+    @property
+    def fields_present(self) -> set[str]:
+        return set(self.mapping)
+
+    @property
+    def unrecognised_headers(self) -> list[str]:
+        used = set(self.mapping.values())
+        return [h for i, h in enumerate(self.headers) if h and i not in used]
+
+
+# --- cell parsers: each returns the stored value or raises RowProblem ------------------------------------------
+
+def _text(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime | date):
+        return value.strftime("%d-%m-%Y")
+    return str(value).strip() or None
+
+
+def danish_date(value: date) -> str:
+    return value.strftime("%d-%m-%Y")
+
+
+_DMY = re.compile(r"^(\d{1,2})[-./](\d{1,2})[-./](\d{4})$")
+_YMD = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
+
+
+@lru_cache(maxsize=8192)
+def _parse_date_text(text: str, label: str) -> date:
+    text = text.strip()
+    match = _DMY.match(text)
+    parts = (int(match.group(3)), int(match.group(2)), int(match.group(1))) if match else None
+    if parts is None:
+        match = _YMD.match(text.split(" ")[0].split("T")[0])
+        parts = (int(match.group(1)), int(match.group(2)), int(match.group(3))) if match else None
+    if parts is None:
+        raise RowProblem(f"{label} {text!r} is not a date (use dd-mm-yyyy, dd.mm.yyyy, dd/mm/yyyy or yyyy-mm-dd)")
+    try:
+        return date(*parts)
+    except ValueError:
+        raise RowProblem(f"{label} {text!r} is not a valid date") from None
+
+
+def parse_date(value: object, label: str = "date") -> date | None:
+    """A real Excel date, an Excel serial number, or text in dd-mm-yyyy, dd.mm.yyyy, dd/mm/yyyy, yyyy-mm-dd."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if 1 <= value < 2958466 and float(value).is_integer():
+            return EXCEL_EPOCH + timedelta(days=int(value))
+        raise RowProblem(f"{label} {value!r} is not a date")
+    if isinstance(value, str):
+        return _parse_date_text(value, label) if value.strip() else None
+    raise RowProblem(f"{label} {value!r} is not a date")
+
+
+_CURRENCY = re.compile(r"(?i)\s*(kr\.?|dkk|,-)\s*")
+_THOUSANDS_DOT = re.compile(r"^-?\d{1,3}(\.\d{3})+$")
+
+
+@lru_cache(maxsize=65536)
+def parse_number_text(text: str) -> Decimal:
+    """Danish notation first: "1.234,50" → 1234.50, "89,50 kr." → 89.50, "1.234" → 1234; "89.5" → 89.5."""
+    cleaned = _CURRENCY.sub("", text).replace("\xa0", "").replace(" ", "").replace("'", "")
+    if "," in cleaned and "." in cleaned:
+        if cleaned.rfind(",") > cleaned.rfind("."):
+            cleaned = cleaned.replace(".", "").replace(",", ".")
+        else:
+            cleaned = cleaned.replace(",", "")
+    elif "," in cleaned:
+        cleaned = cleaned.replace(",", ".")
+    elif _THOUSANDS_DOT.match(cleaned):
+        cleaned = cleaned.replace(".", "")
+    try:
+        number = Decimal(cleaned)
+    except InvalidOperation:
+        raise ValueError(text) from None
+    if not number.is_finite():
+        raise ValueError(text)
+    return number
+
+
+def parse_number(value: object, label: str) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise RowProblem(f"{label} {value!r} is not a number")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise RowProblem(f"{label} is not a number")
+        return Decimal(repr(value))
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            return parse_number_text(value.strip())
+        except ValueError:
+            raise RowProblem(f"{label} {value.strip()!r} is not a number") from None
+    raise RowProblem(f"{label} {value!r} is not a number")
+
+
+def parse_quantity(value: object) -> int:
+    number = parse_number(value, "quantity")
+    if number is None:
+        raise RowProblem("quantity is empty")
+    if number < 0:
+        raise RowProblem(f"quantity {_plain(number)} is negative")
+    if number != number.to_integral_value():
+        raise RowProblem(f"quantity {_plain(number)} is not a whole number")
+    if number > MAX_QUANTITY:
+        raise RowProblem(f"quantity {_plain(number)} is too large")
+    return int(number)
+
+
+def parse_price(value: object) -> Decimal | None:
+    number = parse_number(value, "unit price")
+    if number is None:
+        return None
+    number = number.quantize(CENT, rounding=ROUND_HALF_UP)
+    if abs(number) > MAX_PRICE:
+        raise RowProblem(f"unit price {_plain(number)} is too large")
+    return number
+
+
+def _plain(number: Decimal) -> str:
+    return format(number.normalize(), "f")
+
+
+def parse_customer_number(value: object) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, float) and value.is_integer() and value >= 1:
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    text = str(value).strip().replace(" ", "")
+    if text.endswith(".0"):
+        text = text[:-2]
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1 or len(text) > 18:
+        raise RowProblem(f"customer number {str(value).strip()!r} is not a whole number")
+    return int(text)
+
+
+@lru_cache(maxsize=65536)
+def _cvr_text(text: str) -> str:
+    try:
+        return validate_cvr(text)
+    except InvalidCVR as exc:
+        raise RowProblem(str(exc)) from None
+
+
+def parse_cvr(value: object) -> str | None:
+    text = _text(value)
+    return None if text is None else _cvr_text(text)
+
+
+def _lookup(value: object, table: dict[str, str], default: str, label: str, allowed: str) -> str:
+    text = _text(value)
+    if text is None:
+        return default
+    found = table.get(text.casefold().rstrip("."))
+    if found is None:
+        found = table.get(" ".join(text.casefold().replace(".", " ").split()))
+    if found is None:
+        raise RowProblem(f"unknown {label} {text!r} (use {allowed})")
+    return found
+
+
+def parse_interval(value: object) -> str:
+    return _lookup(value, _INTERVAL_LOOKUP, "monthly", "billing interval",
+                   "Måned/monthly, Kvartal/quarterly, Halvår/half-yearly or År/yearly")
+
+
+def parse_status(value: object) -> str:
+    return _lookup(value, _STATUS_LOOKUP, "active", "status", "Aktiv/active, Opsagt/cancelled or Pause/paused")
+
+
+# --- rows -------------------------------------------------------------------------------------------------------
+
+def _is_total_row(cells: list, product_column: int) -> bool:
+    product = cells[product_column] if product_column < len(cells) else None
+    if isinstance(product, str) and product.strip() and product.strip().casefold() not in TOTAL_WORDS:
+        return False
+    return any(isinstance(c, str) and c.strip().casefold() in TOTAL_WORDS for c in cells)
+
+
+def parse_row(row_number: int, cells: list, mapping: dict[str, int]) -> SubscriptionRow:
+    """Validate one data row; a row that breaks rules gets every reason in `error`, joined by '; '."""
+    width = len(cells)
+    get = {name: (cells[col] if col < width else None) for name, col in mapping.items()}
+    result = SubscriptionRow(row_number)
+    problems: list[str] = []
+    values = result.values
+
+    def attempt(name: str, parser):
+        if name not in get:
+            return None
+        try:
+            return parser(get[name])
+        except RowProblem as exc:
+            problems.append(str(exc))
+            return None
+
+    result.customer_number = attempt("customer_number", parse_customer_number)
+    result.cvr = attempt("cvr", parse_cvr)
+    result.customer_name = attempt("customer_name", _text)
+    if result.customer_number is None and result.cvr is None and result.customer_name is None and not problems:
+        problems.append("no customer number, CVR or customer name")
+    if "external_id" in get:
+        values["external_id"] = _text(get["external_id"])
+    values["product"] = _text(get["product"])
+    if values["product"] is None:
+        problems.append("product is empty")
+    if "sku" in get:
+        values["sku"] = _text(get["sku"])
+    values["quantity"] = attempt("quantity", parse_quantity)
+    if "unit_price" in get:
+        values["unit_price"] = attempt("unit_price", parse_price)
+    if "billing_interval" in get:
+        values["billing_interval"] = attempt("billing_interval", parse_interval)
+    start = attempt("start_date", lambda v: parse_date(v, "start date"))
+    if start is None and "start_date" in get and not any(p.startswith("start date") for p in problems):
+        problems.append("start date is empty")
+    values["start_date"] = start
+    if "end_date" in get:
+        end = attempt("end_date", lambda v: parse_date(v, "end date"))
+        values["end_date"] = end
+        if end is not None and start is not None and end < start:
+            problems.append(f"end date {danish_date(end)} is before start date {danish_date(start)}")
+    if "status" in get:
+        values["status"] = attempt("status", parse_status)
+    if "note" in get:
+        values["note"] = _text(get["note"])
+    if problems:
+        result.error = "; ".join(problems)
+        result.cells = get
+    return result
+
+
+def parse_rows(table: SheetTable) -> list[SubscriptionRow]:
+    """Every data row of the table (blank and total rows left out), validated."""
+    mapping = table.mapping
+    product_column = mapping["product"]
+    out: list[SubscriptionRow] = []
+    append = out.append
+    for offset, cells in enumerate(table.rows):
+        if is_blank(cells) or _is_total_row(cells, product_column):
+            continue
+        append(parse_row(table.first_row + offset, cells, mapping))
+    return out
+
+
+def read_export(source: Path | str | bytes, *, file_name: str | None = None, sheet: str | None = None,
+                columns: dict[str, int | None] | None = None) -> ParsedExport:
+    """Open, pick the sheet, map the columns, validate every row. Bad files raise InputError (nothing read)."""
+    name = file_name or (Path(source).name if not isinstance(source, bytes) else "upload.xlsx")
+    workbook = open_workbook(source, name)
+    try:
+        chosen = choose_sheet(workbook, HEADER_SPEC, sheet, PREFERRED_SHEET)
+        table = read_sheet(workbook, chosen, HEADER_SPEC, columns)
+        sheet_names = list(workbook.sheet_names)
+    finally:
+        workbook.close()
+    rows = parse_rows(table)
+    table.rows = []  # the raw cells are no longer needed; keep memory bounded
+    return ParsedExport(name, chosen, sheet_names, table.header_row, table.headers, table.mapping, rows)

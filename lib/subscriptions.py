@@ -1,0 +1,109 @@
+"""Subscriptions across customers: filtered listing, totals per product and monthly recurring revenue (MRR).
+
+MRR counts active subscriptions only: quantity × unit price divided by the months of the billing interval
+(quarterly ÷ 3, half-yearly ÷ 6, yearly ÷ 12). A subscription without a unit price adds nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from lib.subscription_rows import MONTHS_PER_INTERVAL
+
+STATUSES = ("active", "paused", "cancelled")
+CENT = Decimal("0.01")
+_MONTHS_SQL = "CASE s.billing_interval " + " ".join(
+    f"WHEN '{name}' THEN {months}" for name, months in MONTHS_PER_INTERVAL.items()) + " ELSE 1 END"
+
+
+@dataclass(frozen=True)
+class SubscriptionFilter:
+    """Which subscriptions to show; None means all."""
+
+    customer_id: int | None = None
+    product: str | None = None
+    status: str | None = None
+
+    def where(self) -> tuple[str, dict]:
+        clauses, params = [], {}
+        if self.customer_id is not None:
+            clauses.append("s.customer_id = :customer_id")
+            params["customer_id"] = self.customer_id
+        if self.product:
+            clauses.append("s.product = :product")
+            params["product"] = self.product
+        if self.status:
+            clauses.append("s.status = :status")
+            params["status"] = self.status
+        return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+def monthly_amount(quantity: int | None, unit_price: Decimal | float | None, interval: str | None) -> Decimal:
+    """One subscription's monthly revenue: quantity × unit price ÷ months per interval, in øre precision."""
+    if unit_price is None or not quantity:
+        return Decimal("0.00")
+    months = MONTHS_PER_INTERVAL.get(interval or "monthly", 1)
+    return (Decimal(quantity) * Decimal(str(unit_price)) / months).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _money(value) -> Decimal:
+    return Decimal(str(value or 0)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def list_subscriptions(engine: Engine, filters: SubscriptionFilter | None = None, *, limit: int = 5000) -> list[dict]:
+    """Matching subscriptions with their customer's name and monthly amount, newest start first."""
+    where, params = (filters or SubscriptionFilter()).where()
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT s.id, s.customer_id, c.name AS customer, s.external_id, s.product, s.sku, s.quantity, "
+            "s.unit_price, s.billing_interval, s.start_date, s.end_date, s.status, s.source, s.note "
+            f"FROM subscriptions s JOIN customers c ON c.id = s.customer_id {where} "
+            "ORDER BY c.name, s.product, s.start_date, s.id LIMIT :limit"), {**params, "limit": limit}).mappings().all()
+    out = []
+    for r in rows:
+        row = dict(r)
+        row["unit_price"] = None if row["unit_price"] is None else _money(row["unit_price"])
+        row["monthly"] = (monthly_amount(row["quantity"], row["unit_price"], row["billing_interval"])
+                          if row["status"] == "active" else Decimal("0.00"))
+        out.append(row)
+    return out
+
+
+def count_subscriptions(engine: Engine, filters: SubscriptionFilter | None = None) -> int:
+    where, params = (filters or SubscriptionFilter()).where()
+    with engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM subscriptions s {where}"), params).scalar_one())
+
+
+def product_totals(engine: Engine, filters: SubscriptionFilter | None = None) -> list[dict]:
+    """Per product: subscriptions, active ones, active quantity and MRR; highest MRR first."""
+    where, params = (filters or SubscriptionFilter()).where()
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT s.product, count(*) AS subscriptions, "
+            "sum(CASE WHEN s.status = 'active' THEN 1 ELSE 0 END) AS active, "
+            "sum(CASE WHEN s.status = 'active' THEN s.quantity ELSE 0 END) AS quantity, "
+            "sum(CASE WHEN s.status = 'active' AND s.unit_price IS NOT NULL "
+            f"THEN s.quantity * s.unit_price * 1.0 / {_MONTHS_SQL} ELSE 0 END) AS mrr "
+            f"FROM subscriptions s {where} GROUP BY s.product"), params).mappings().all()
+    totals = [{"product": r["product"], "subscriptions": int(r["subscriptions"]), "active": int(r["active"] or 0),
+               "quantity": int(r["quantity"] or 0), "mrr": _money(r["mrr"])} for r in rows]
+    return sorted(totals, key=lambda t: (-t["mrr"], t["product"]))
+
+
+def total_mrr(totals: list[dict]) -> Decimal:
+    return sum((t["mrr"] for t in totals), Decimal("0.00"))
+
+
+def filter_options(engine: Engine) -> dict[str, list]:
+    """Customers that have subscriptions (id, name), the products, and the statuses, for the filter widgets."""
+    with engine.connect() as conn:
+        customers = conn.execute(text(
+            "SELECT DISTINCT c.id, c.name FROM customers c JOIN subscriptions s ON s.customer_id = c.id "
+            "ORDER BY c.name, c.id")).all()
+        products = conn.execute(text("SELECT DISTINCT product FROM subscriptions ORDER BY product")).scalars().all()
+    return {"customers": [(r.id, r.name) for r in customers], "products": list(products), "statuses": list(STATUSES)}
