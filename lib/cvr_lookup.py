@@ -24,8 +24,8 @@ from lib.company_names import normalize_company_name
 from lib.config import Settings, get_settings
 from lib.cvr_cache import FOUND as CACHE_FOUND
 from lib.cvr_cache import CvrCache, query_key
-from lib.cvr_client import CvrClient, CvrCompany, companies_in
-from lib.errors import InputError, ServiceError, ServiceQuotaError
+from lib.cvr_client import CvrClient, CvrCompany, check_user_agent, companies_in
+from lib.errors import ConfigError, InputError, ServiceError, ServiceQuotaError
 from lib.http_session import make_session
 from lib.jobs import job_payload
 from lib.matching import MatchRecord, MatchResult, MatchSettings, judge_single, match_records
@@ -114,6 +114,16 @@ def make_client(engine: Engine, settings: Settings | None = None) -> CvrClient:
         timeout=s.http_timeout_seconds, session=make_session(timeout=s.http_timeout_seconds, retries=0),
     )
     return client
+
+
+def config_problem(settings: Settings | None = None) -> str | None:
+    """Why a lookup cannot start (missing or generic CVR_USER_AGENT, empty URL), or None."""
+    s = settings or get_settings()
+    try:
+        check_user_agent(s.cvr_user_agent)
+    except ConfigError as exc:
+        return str(exc)
+    return None if s.cvr_api_url else "CVR_API_URL is empty"
 
 
 def _day_start_utc(now: datetime | None = None) -> tuple[datetime, str]:

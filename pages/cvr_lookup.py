@@ -1,0 +1,87 @@
+"""CVR lookup: find CVR numbers for customers without one at cvrapi.dk; preview, accept, apply."""
+
+import streamlit as st
+
+from lib.cvr_lookup import (
+    AMBIGUOUS,
+    FOUND,
+    NOT_FOUND,
+    apply_cvr_lookup,
+    config_problem,
+    count_missing_cvr,
+    make_client,
+    plan_cvr_lookup,
+    quota_status,
+)
+from lib.errors import HubError
+from ui.cvr_widgets import OUTCOME_LABELS, approval_checkboxes, proposals_frame, quota_text
+from ui.job_widgets import progress_reporter, show_counts, show_errors
+from ui.session import actor, hub_engine
+
+PLAN, RESULT = "cvr_plan", "cvr_result"
+PLAN_KEYS = ("candidates", "found", "ambiguous", "not_found", "not_asked")
+RESULT_KEYS = ("candidates", "found", "updated", "ambiguous", "not_found")
+
+engine = hub_engine()
+me = actor()
+st.title("CVR lookup")
+st.caption("Searches cvrapi.dk by name for customers without a CVR number. Only answers the matching engine "
+           "is sure of are written; similar names, ceased companies and CVRs another customer holds wait for a "
+           "person. Every answer is cached, so asking again costs nothing.")
+
+quota = quota_status(engine)
+left, right = st.columns(2)
+left.metric("Customers without CVR", count_missing_cvr(engine))
+right.metric("Lookups left today (as far as known)", "no limit" if quota.left is None else quota.left)
+st.caption(quota_text(quota))
+
+result = st.session_state.get(RESULT)
+if result:
+    st.subheader("Applied")
+    show_counts(result, RESULT_KEYS)
+    show_errors(result)
+
+problem = config_problem()
+if problem:
+    st.error(f"The lookup is not configured: {problem}")
+may_write = me.can("operator")
+limit = st.number_input("Consider at most this many customers (0 = all)", min_value=0, value=0, step=1,
+                        key="cvr_limit", help="Customers never asked come first; cached answers cost nothing.")
+if st.button("Preview", type="primary", disabled=bool(problem) or not may_write, key="cvr_preview"):
+    report = progress_reporter("Looking up")
+    try:
+        with make_client(engine) as client:
+            st.session_state[PLAN] = plan_cvr_lookup(engine, client, limit=int(limit) or None, on_progress=report)
+        st.session_state.pop(RESULT, None)
+    except HubError as exc:
+        st.error(str(exc))
+
+plan = st.session_state.get(PLAN)
+if plan is None:
+    st.stop()
+
+st.subheader("Proposals")
+counts = {"candidates": plan.candidates, "found": plan.count(FOUND), "ambiguous": plan.count(AMBIGUOUS),
+          "not_found": plan.count(NOT_FOUND), "not_asked": len(plan.not_asked), "stopped": plan.stopped}
+show_counts(counts, PLAN_KEYS)
+st.caption(f"{plan.requests_made} request(s) to cvrapi.dk; the rest came from the cache.")
+shown = st.multiselect("Show", list(OUTCOME_LABELS), default=[FOUND, AMBIGUOUS], format_func=OUTCOME_LABELS.get,
+                       key="cvr_show")
+rows = [p for p in plan.proposals if p.outcome in shown]
+if rows:
+    st.dataframe(proposals_frame(rows), hide_index=True, width="stretch")
+else:
+    st.info("No proposals to show.")
+
+approved = approval_checkboxes(plan, disabled=not may_write)
+to_write = plan.count(FOUND) + len(approved)
+st.caption(f"Apply writes {to_write} CVR number(s): the {plan.count(FOUND)} found and {len(approved)} accepted.")
+if st.button("Apply", type="primary", disabled=not may_write or to_write == 0, key="cvr_apply"):
+    try:
+        payload = apply_cvr_lookup(engine, plan, actor=me, approved=approved, on_progress=progress_reporter("Writing"))
+    except HubError as exc:
+        st.error(str(exc))
+    else:
+        st.session_state[RESULT] = payload
+        st.session_state.pop(PLAN, None)
+        st.rerun()
