@@ -1,0 +1,167 @@
+"""CRM sync: preview what vTiger / Simply-CRM would link and fill, resolve conflicts per row, apply; write-back."""
+
+import pandas as pd
+import streamlit as st
+
+from lib.crm_sync import (
+    COUNT_KEYS,
+    OUTCOMES,
+    SOURCES,
+    apply_crm_sync,
+    apply_crm_write_back,
+    dry_run_payload,
+    open_client,
+    plan_crm_sync,
+    plan_crm_write_back,
+    write_back_enabled,
+)
+from lib.errors import HubError
+from lib.vtiger_client import LABELS
+from ui.job_widgets import progress_reporter, show_counts, show_errors
+from ui.session import actor, hub_engine
+
+MAX_ROW_WIDGETS = 200
+KEEP, TAKE = "keep Hub", "take CRM"
+OUTCOME_LABELS = {"fill": "fill CVR", "link": "link", "unchanged": "unchanged", "conflict": "conflict",
+                  "ambiguous": "ambiguous", "unmatched": "unmatched"}
+
+engine = hub_engine()
+me = actor()
+st.title("CRM sync")
+st.caption("Links CRM accounts to Hub customers (stored account id, then CVR, then name) and fills the Hub's "
+           "missing CVR numbers. The CRM is only read. Conflicting CVRs are never overwritten unless you choose "
+           "“take CRM” for that row.")
+
+source = st.selectbox("CRM", SOURCES, format_func=LABELS.get, key="crm_source")
+plan = st.session_state.get("crm_plan")
+if plan is not None and plan.source != source:
+    plan = None
+
+if st.button("Preview", type="primary", key="crm_preview"):
+    st.session_state.pop("crm_result", None)
+    st.session_state.pop("crm_wb_plan", None)
+    st.session_state.pop("crm_wb_result", None)
+    try:
+        with open_client(source) as client:
+            plan = plan_crm_sync(engine, client, on_progress=progress_reporter(f"Reading {LABELS[source]}"))
+        st.session_state["crm_plan"] = plan
+    except HubError as exc:
+        plan = None
+        st.session_state.pop("crm_plan", None)
+        st.error(str(exc))
+
+result = st.session_state.get("crm_result")
+if result is not None and result.get("source") == source:
+    st.success(f"Applied as run {result['run_id']}: {result['updated']} CVR number(s) written, "
+               f"{result['linked']} account id(s) stored.")
+    show_counts(result, COUNT_KEYS)
+    show_errors(result)
+
+if plan is not None:
+    st.subheader(f"Preview: {len(plan.accounts)} {plan.label} account(s)")
+    if plan.cvr_field:
+        st.caption(f"CVR field in {plan.label}: {plan.cvr_field}")
+    else:
+        st.warning(f"{plan.label} has no Accounts field labelled CVR: only links can be made.")
+    if plan.stopped:
+        st.warning(f"Reading stopped early: {plan.stopped}. Only the accounts read are proposed.")
+    show_counts(dry_run_payload(plan), COUNT_KEYS)
+
+    shown = st.multiselect("Show", OUTCOMES, default=list(OUTCOMES), format_func=OUTCOME_LABELS.get,
+                           key="crm_filter")
+    rows = [p for p in plan.proposals if p.outcome in shown]
+    if rows:
+        st.dataframe(pd.DataFrame([{
+            "outcome": OUTCOME_LABELS[p.outcome], "account": p.account_id, "CRM name": p.account_name,
+            "CRM CVR": p.crm_cvr or p.crm_cvr_raw or "", "customer": p.customer_id, "Hub name": p.customer_name or "",
+            "Hub CVR": p.hub_cvr or "", "linked by": p.link_by or "", "score": p.score,
+            "evidence": "; ".join(p.reasons), "Hub CVR from": p.cvr_source or "",
+        } for p in rows]), hide_index=True, width="stretch")
+    else:
+        st.info("Nothing to show with this filter.")
+
+    conflicts = [p for p in plan.proposals if p.outcome == "conflict"]
+    ambiguous = [p for p in plan.proposals if p.outcome == "ambiguous"]
+    if conflicts:
+        st.markdown(f"**Conflicts ({len(conflicts)})** — choose per row; “keep Hub” changes nothing.")
+        for p in conflicts[:MAX_ROW_WIDGETS]:
+            st.radio(
+                f"{p.account_name} ({p.account_id}) ↔ customer {p.customer_id} {p.customer_name}: "
+                f"Hub {p.hub_cvr or '—'} / {plan.label} {p.crm_cvr or '—'}"
+                + (f" — Hub value from {p.cvr_source}" if p.cvr_source else ""),
+                [KEEP, TAKE], key=f"crm_res_{p.key}", horizontal=True, disabled=not p.approvable,
+                help=None if p.approvable else "; ".join(p.reasons),
+            )
+    if ambiguous:
+        st.markdown(f"**Not confident ({len(ambiguous)})** — tick to link the account to the proposed customer.")
+        for p in ambiguous[:MAX_ROW_WIDGETS]:
+            st.checkbox(
+                f"{p.account_name} ({p.account_id}) → "
+                + (f"customer {p.customer_id} {p.customer_name}" if p.customer_id else "no candidate")
+                + (f", fill CVR {p.new_cvr}" if p.new_cvr else ""),
+                key=f"crm_ok_{p.key}", disabled=not p.approvable, help="; ".join(p.reasons),
+            )
+    if len(conflicts) > MAX_ROW_WIDGETS or len(ambiguous) > MAX_ROW_WIDGETS:
+        st.caption(f"Only the first {MAX_ROW_WIDGETS} rows of each list can be decided here; apply, then preview "
+                   "again for the rest.")
+
+    approved = {p.key for p in conflicts if st.session_state.get(f"crm_res_{p.key}") == TAKE}
+    approved |= {p.key for p in ambiguous if st.session_state.get(f"crm_ok_{p.key}")}
+    counts = plan.counts(approved)
+    st.caption(f"Apply will write {counts['updated']} CVR number(s) and store {counts['linked']} account id(s)"
+               + (f", including {len(approved)} row(s) you chose." if approved else "."))
+    if st.button("Apply", key="crm_apply", disabled=not me.can("operator")):
+        try:
+            done = apply_crm_sync(engine, plan, actor=me, approved=approved,
+                                  on_progress=progress_reporter("Writing"))
+            st.session_state["crm_result"] = done
+            st.session_state.pop("crm_plan", None)
+            st.rerun()
+        except HubError as exc:
+            st.error(str(exc))
+    if not me.can("operator"):
+        st.caption("Applying needs the operator role.")
+
+if write_back_enabled():
+    st.divider()
+    st.subheader(f"Write back to {LABELS[source]}")
+    st.caption("Fills the CRM's empty CVR field from the Hub for linked accounts. Preview first; the CRM is written "
+               "only when you press “Write to CRM”. CRM writes cannot be undone from the Hub.")
+    if st.button("Preview write-back", key="crm_wb_preview"):
+        st.session_state.pop("crm_wb_result", None)
+        try:
+            with open_client(source) as client:
+                wb_plan = plan_crm_write_back(engine, client, sync_plan=plan,
+                                              on_progress=progress_reporter(f"Reading {LABELS[source]}"))
+            st.session_state["crm_wb_plan"] = wb_plan
+        except HubError as exc:
+            st.session_state.pop("crm_wb_plan", None)
+            st.error(str(exc))
+    wb_plan = st.session_state.get("crm_wb_plan")
+    if wb_plan is not None and wb_plan.source == source:
+        if wb_plan.proposals:
+            st.dataframe(pd.DataFrame([{
+                "account": w.account_id, "CRM name": w.account_name, "customer": w.customer_id,
+                "Hub name": w.customer_name, "CVR to write": w.cvr, "link": w.linked_by,
+            } for w in wb_plan.proposals]), hide_index=True, width="stretch")
+        else:
+            st.info("No linked account has an empty CVR field that the Hub can fill.")
+        show_errors({"errors": wb_plan.errors})
+        if wb_plan.proposals and st.button(f"Write to CRM ({len(wb_plan.proposals)})", key="crm_wb_apply",
+                                           disabled=not me.can("operator")):
+            try:
+                with open_client(source) as client:
+                    wb_done = apply_crm_write_back(engine, client, wb_plan, actor=me,
+                                                   on_progress=progress_reporter("Writing to the CRM"))
+                st.session_state["crm_wb_result"] = wb_done
+                st.session_state.pop("crm_wb_plan", None)
+                st.rerun()
+            except HubError as exc:
+                st.error(str(exc))
+    wb_done = st.session_state.get("crm_wb_result")
+    if wb_done is not None and wb_done.get("source") == source:
+        st.success(f"Written to {LABELS[source]} as run {wb_done['run_id']}: {wb_done['written']} account(s), "
+                   f"{wb_done['skipped']} skipped.")
+        if wb_done.get("stopped"):
+            st.error(f"Stopped early: {wb_done['stopped']}")
+        show_errors(wb_done)
