@@ -260,6 +260,12 @@ def plan_economic_relink(engine: Engine, client: EconomicClient, *, settings: Ma
     )
 
 
+def preview_economic_relink(engine: Engine, *, on_progress: ProgressCallback | None = None) -> EconomicRelinkPlan:
+    """The plan with the configured client (what the page's Preview does); ConfigError before any request."""
+    with EconomicClient.from_settings() as client:
+        return plan_economic_relink(engine, client, on_progress=on_progress)
+
+
 def apply_economic_relink(engine: Engine, plan: EconomicRelinkPlan, *, actor: Actor,
                           approved: Iterable[str] = (), on_progress: ProgressCallback | None = None) -> dict:
     """Write the automatic proposals plus the approved ones in one run (audited); returns the payload.

@@ -1,0 +1,173 @@
+"""e-conomic: preview links between Hub customers and e-conomic customers, approve, apply; the problems list."""
+
+import pandas as pd
+import streamlit as st
+
+from lib.economic_relink import (
+    COUNT_KEYS,
+    OUTCOMES,
+    apply_economic_relink,
+    import_unlinked_customers,
+    preview_economic_relink,
+    preview_import,
+)
+from lib.errors import HubError
+from ui.job_widgets import progress_reporter, show_counts, show_errors
+from ui.session import actor, hub_engine
+
+PLAN, APPROVED, RESULT, IMPORT_RESULT = "economic_plan", "economic_approved", "economic_result", "economic_import_result"
+OUTCOME_LABELS = {"new": "new link", "changed": "changed link", "unchanged": "unchanged", "ambiguous": "ambiguous",
+                  "conflict": "CVR conflict", "unmatched": "unmatched"}
+
+engine = hub_engine()
+me = actor()
+st.title("e-conomic")
+st.caption("Links Hub customers to e-conomic customer numbers: CVR first, then name. e-conomic is only read. "
+           "New links, and changed ones whose old number no longer exists in e-conomic, are written on Apply; "
+           "a change of an existing link and an ambiguous match are written only when you approve the row.")
+if not me.can("operator"):
+    st.caption(f"Read-only: your role is {me.role}; applying needs the operator role.")
+
+
+def _forget_plan() -> None:
+    for key in (PLAN, APPROVED):
+        st.session_state.pop(key, None)
+
+
+if st.button("Preview", type="primary", key="economic_preview", help="Read every e-conomic customer and match"):
+    st.session_state.pop(RESULT, None)
+    st.session_state.pop(IMPORT_RESULT, None)
+    try:
+        plan = preview_economic_relink(engine, on_progress=progress_reporter("Reading e-conomic"))
+        _forget_plan()
+        st.session_state[PLAN] = plan
+    except HubError as exc:
+        st.error(str(exc))
+
+result = st.session_state.get(RESULT)
+if result:
+    st.success(f"Applied as run {result['run_id']}: {result['linked']} link(s) written, "
+               f"{result['changed']} of them replacing an earlier number.")
+    show_counts(result, ("linked", "changed", "unchanged", "ambiguous", "unmatched"))
+    show_errors(result)
+imported = st.session_state.get(IMPORT_RESULT)
+if imported:
+    st.success(f"Created {imported['created']} Hub customer(s) as run {imported['run_id']}; "
+               f"{imported['skipped']} skipped.")
+    show_errors(imported)
+
+plan = st.session_state.get(PLAN)
+if plan is None:
+    st.info("Press Preview to read e-conomic and see what would be linked. Nothing is written until you apply.")
+    st.stop()
+
+proposals = plan.by_key()
+approved = [k for k in st.session_state.get(APPROVED, []) if k in proposals]
+counts = plan.counts(approved)
+show_counts(counts, COUNT_KEYS)
+t = plan.timings
+st.caption(f"Read {plan.economic_customers:,} e-conomic customers in {plan.requests} request(s) "
+           f"({t['http_s']:.1f} s), matched in {t['matching_s']:.1f} s; preview from {plan.created_at:%Y-%m-%d %H:%M} "
+           "UTC. Counts are what Apply does with the rows approved now.")
+
+tab_proposals, tab_problems, tab_import = st.tabs(
+    ["Proposals", f"Problems ({len(plan.problems)})", f"e-conomic customers without a Hub customer ({len(plan.without_hub)})"])
+
+with tab_proposals:
+    left, right = st.columns([2, 1])
+    shown_outcomes = left.multiselect("Outcome", list(OUTCOMES), default=[o for o in OUTCOMES if o != "unchanged"],
+                                      format_func=OUTCOME_LABELS.get, key="economic_outcomes")
+    search = right.text_input("Search", key="economic_search", placeholder="Name, CVR or number").strip().casefold()
+
+    def _hit(p) -> bool:
+        if p.outcome not in shown_outcomes:
+            return False
+        if not search:
+            return True
+        haystack = " ".join(str(v) for v in (p.hub_name, p.hub_cvr, p.current_number, p.current_name,
+                                             p.economic_number, p.economic_name, p.economic_cvr) if v is not None)
+        return search in haystack.casefold()
+
+    shown = [p for p in plan.proposals if _hit(p)]
+    chosen = set(approved)
+
+    def _action(p) -> str:
+        if p.auto:
+            return "written on Apply"
+        if p.approvable:
+            return "approved" if p.key in chosen else "needs approval"
+        return ""
+
+    st.caption(f"{len(shown):,} of {len(plan.proposals):,} Hub customers shown")
+    if shown:
+        st.dataframe(pd.DataFrame([{
+            "row": p.key, "outcome": OUTCOME_LABELS[p.outcome], "action": _action(p), "Hub customer": p.hub_name,
+            "Hub CVR": p.hub_cvr, "linked no.": p.current_number,
+            "linked (e-conomic)": p.current_name or ("no longer exists" if p.current_number else None),
+            "linked CVR": p.current_cvr, "proposed no.": p.economic_number, "e-conomic name": p.economic_name,
+            "e-conomic CVR": p.economic_cvr, "score": p.score, "barred": p.barred,
+            "problems": "; ".join(p.problems), "evidence": "; ".join(p.reasons),
+        } for p in shown]), hide_index=True, width="stretch")
+
+    approvable = [p.key for p in plan.proposals if p.approvable]
+    if approvable:
+        st.subheader("Approve")
+
+        def _label(key: str) -> str:
+            p = proposals[key]
+            was = f" (now {p.current_number})" if p.current_number else ""
+            return f"{p.hub_name}{was} → {p.economic_number} {p.economic_name} · score {p.score}"
+
+        def _approve_shown() -> None:
+            current = set(st.session_state.get(APPROVED, []))
+            shown_keys = {p.key for p in shown}
+            st.session_state[APPROVED] = [k for k in approvable if k in current or k in shown_keys]
+
+        def _clear() -> None:
+            st.session_state[APPROVED] = []
+
+        st.multiselect("Approved rows (changed links and ambiguous matches)", approvable, format_func=_label,
+                       key=APPROVED, disabled=not me.can("operator"))
+        b1, b2 = st.columns(2)
+        b1.button("Approve all shown", key="economic_approve_shown", on_click=_approve_shown,
+                  disabled=not me.can("operator"))
+        b2.button("Clear approvals", key="economic_clear", on_click=_clear)
+
+    st.divider()
+    writes = plan.writes(approved)
+    if st.button(f"Apply {len(writes)} link(s)", type="primary", key="economic_apply",
+                 disabled=not (writes and me.can("operator"))):
+        try:
+            st.session_state[RESULT] = apply_economic_relink(engine, plan, actor=me, approved=approved,
+                                                             on_progress=progress_reporter("Linking"))
+            _forget_plan()
+            st.rerun()
+        except HubError as exc:
+            st.error(str(exc))
+
+with tab_problems:
+    if plan.problems:
+        kinds = sorted({p["kind"] for p in plan.problems})
+        picked = st.multiselect("Kind", kinds, default=kinds, key="economic_problem_kinds")
+        st.dataframe(pd.DataFrame([p for p in plan.problems if p["kind"] in picked]), hide_index=True,
+                     width="stretch")
+    else:
+        st.caption("No problems found.")
+
+with tab_import:
+    st.caption("e-conomic customers no Hub customer is linked to or resembles. Creating them is a separate run "
+               "(undo removes them again).")
+    rows = preview_import(plan)
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        sure = st.checkbox(f"Create {len(rows)} Hub customer(s) from these e-conomic customers",
+                           key="economic_import_ok", disabled=not me.can("operator"))
+        if st.button("Create Hub customers", key="economic_import", disabled=not (sure and me.can("operator"))):
+            try:
+                st.session_state[IMPORT_RESULT] = import_unlinked_customers(engine, plan, actor=me)
+                _forget_plan()
+                st.rerun()
+            except HubError as exc:
+                st.error(str(exc))
+    else:
+        st.caption("Every e-conomic customer is linked or proposed.")

@@ -1,0 +1,118 @@
+"""AppTest of pages/economic.py against the e-conomic simulator: preview, filters, approve, apply, import."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from lib.audit import insert_rows
+from lib.cvr import make_cvr
+from lib.runs import list_runs
+from lib.sandbox import EconomicSimulator, make_customer
+from tests.apptest import app, no_exception, texts
+
+PAGE = "pages/economic.py"
+
+
+@pytest.fixture
+def sim(monkeypatch):
+    with EconomicSimulator() as s:
+        s.customers = [
+            make_customer(1, "Alfa ApS", cvr=f"DK {make_cvr(1)}", barred=True),
+            make_customer(2, "Hotel Havblik ApS", zip="9990"),
+            make_customer(3, "Hotel Havblik ApS", zip="9990"),
+            make_customer(4, "Delta Data ApS", cvr=make_cvr(4)),
+            make_customer(5, "Juliet Jern ApS"),
+            make_customer(6, "Mike Maling ApS", cvr=make_cvr(6), city="Odense"),
+        ]
+        monkeypatch.setenv("ECONOMIC_API_URL", s.url)
+        monkeypatch.setenv("ECONOMIC_APP_SECRET_TOKEN", s.app_secret_token)
+        monkeypatch.setenv("ECONOMIC_AGREEMENT_GRANT_TOKEN", s.agreement_grant_token)
+        yield s
+
+
+@pytest.fixture
+def hub(engine):
+    with engine.begin() as conn:
+        ids = insert_rows(conn, "customers", [
+            {"name": "Alfa ApS", "cvr_number": make_cvr(1), "economic_customer_number": None, "zip": None},
+            {"name": "Hotel Havblik", "cvr_number": None, "economic_customer_number": None, "zip": "9990"},
+            {"name": "Delta Data", "cvr_number": make_cvr(4), "economic_customer_number": 5, "zip": None},
+        ], run_id=None, user="seed")
+    return dict(zip(("alfa", "hotel", "delta"), ids, strict=True))
+
+
+def numbers(engine) -> dict:
+    with engine.connect() as conn:
+        return dict(conn.execute(text("SELECT id, economic_customer_number FROM customers")).all())
+
+
+def previewed():
+    at = no_exception(app(PAGE).run())
+    assert "Press Preview" in texts(at)
+    return no_exception(at.button(key="economic_preview").click().run())
+
+
+def test_preview_shows_counts_evidence_and_problems(engine, hub, sim):
+    at = previewed()
+    shown = texts(at)
+    assert "Linked=1" in shown and "Ambiguous=2" in shown and "Hub customers=3" in shown
+    assert "1 request(s)" in shown
+    frame = at.dataframe[0].value
+    assert set(frame["row"]) == {f"c{hub['alfa']}", f"c{hub['hotel']}", f"c{hub['delta']}"}
+    delta = frame[frame["row"] == f"c{hub['delta']}"].iloc[0]  # both sides shown
+    assert (delta["linked no."], delta["linked (e-conomic)"], delta["proposed no."], delta["e-conomic name"]) == (
+        5, "Juliet Jern ApS", 4, "Delta Data ApS")
+    assert delta["action"] == "needs approval"
+    at.multiselect(key="economic_outcomes").set_value(["ambiguous"]).run()
+    assert list(at.dataframe[0].value["row"]) == [f"c{hub['hotel']}"]
+    at.text_input(key="economic_search").set_value("nothing like this").run()
+    assert "0 of 3 Hub customers shown" in texts(at)
+    problems = at.dataframe[0].value  # with no proposal shown, the first table is the Problems tab's
+    assert list(problems["kind"]) == ["barred"] and list(problems["customer_id"]) == [hub["alfa"]]
+    assert numbers(engine) == {hub["alfa"]: None, hub["hotel"]: None, hub["delta"]: 5}
+
+
+def test_approve_per_row_then_apply(engine, hub, sim):
+    at = previewed()
+    assert at.button(key="economic_apply").label == "Apply 1 link(s)"
+    at.multiselect(key="economic_approved").set_value([f"c{hub['delta']}"]).run()
+    assert "Linked=2" in texts(at) and at.button(key="economic_apply").label == "Apply 2 link(s)"
+    no_exception(at.button(key="economic_apply").click().run())
+    assert "Applied as run" in texts(at)
+    assert numbers(engine) == {hub["alfa"]: 1, hub["hotel"]: None, hub["delta"]: 4}
+    assert list_runs(engine)[0]["kind"] == "economic-relink"
+
+
+def test_bulk_approve_and_clear(engine, hub, sim):
+    at = previewed()
+    no_exception(at.button(key="economic_approve_shown").click().run())
+    assert set(at.multiselect(key="economic_approved").value) == {f"c{hub['delta']}", f"c{hub['hotel']}"}
+    no_exception(at.button(key="economic_clear").click().run())
+    assert at.multiselect(key="economic_approved").value == []
+
+
+def test_import_unlinked_customers_is_a_separate_confirmed_run(engine, hub, sim):
+    at = previewed()
+    assert at.button(key="economic_import").disabled
+    at.checkbox(key="economic_import_ok").check().run()
+    no_exception(at.button(key="economic_import").click().run())
+    assert "Created 1 Hub customer(s)" in texts(at)
+    assert 6 in numbers(engine).values()
+    assert list_runs(engine)[0]["kind"] == "economic-import-customers"
+
+
+def test_missing_tokens_show_one_error(engine, hub, sim, monkeypatch):
+    monkeypatch.delenv("ECONOMIC_AGREEMENT_GRANT_TOKEN")
+    at = no_exception(app(PAGE).run())
+    at.button(key="economic_preview").click().run()
+    assert "ECONOMIC_AGREEMENT_GRANT_TOKEN" in texts(at) and sim.request_count == 0
+
+
+def test_viewer_cannot_apply(engine, hub, sim, monkeypatch):
+    monkeypatch.setenv("REQUIRE_LOGIN", "false")
+    at = app(PAGE, user={"email": "someone@example.com", "is_logged_in": True})
+    at.run()
+    at.button(key="economic_preview").click().run()
+    no_exception(at)
+    assert at.button(key="economic_apply").disabled and "Read-only" in texts(at)
