@@ -1,0 +1,227 @@
+"""Plan and apply the BMC Office import on SQLite and PostgreSQL: outcomes, idempotence, locks, undo, CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import select, text
+
+from lib import tables
+from lib.cli import main
+from lib.customers import create_customer, set_subscriptions_locked
+from lib.errors import NotAllowed
+from lib.import_report import error_report_csv, error_report_xlsx, neutralize
+from lib.runs import get_run, list_runs, undo_run
+from lib.subscription_import import PlanOutdated, apply_plan, import_subscriptions, plan_import
+from lib.subscription_rows import read_export
+from tests.test_excel_reader import sample, write_xlsx
+
+HEADER = ["Kundenr", "Kunde", "CVR", "Abonnement ID", "Produkt", "Antal", "Enhedspris", "Interval", "Startdato",
+          "Status"]
+ADMIN = {"user": "anna@bmc.dk", "role": "operator"}
+
+
+def seed_sample_customers(engine) -> dict[int, int]:
+    """The three customers the sample files refer to; e-conomic number → Hub id."""
+    return {
+        1001: create_customer(engine, {"name": "Nordlys Rådgivning ApS", "cvr_number": "13585628",
+                                       "economic_customer_number": 1001}, user="seed"),
+        1002: create_customer(engine, {"name": "Østergaard & Søn A/S", "cvr_number": "20756438",
+                                       "economic_customer_number": 1002}, user="seed"),
+        1003: create_customer(engine, {"name": "Blåbær IT I/S", "cvr_number": "29910251",
+                                       "economic_customer_number": 1003}, user="seed"),
+    }
+
+
+def counts(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+                for t in ("subscriptions", "changes", "runs", "customers")}
+
+
+def subscriptions(engine) -> list[dict]:
+    s = tables.subscriptions
+    columns = ("customer_id", "external_id", "product", "sku", "quantity", "unit_price", "billing_interval",
+               "start_date", "end_date", "status", "note", "source")
+    with engine.connect() as conn:
+        rows = conn.execute(select(*(s.c[c] for c in columns)).order_by(s.c.id)).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def test_clean_sample_preview_apply_reimport_and_undo(engine):
+    ids = seed_sample_customers(engine)
+    before = counts(engine)
+    plan, preview = import_subscriptions(engine, sample("abonnementer-clean.xlsx"))
+    assert preview == {"run_id": None, "dry_run": True, "rows": 5, "created": 4, "updated": 0, "unchanged": 0,
+                       "skipped_locked": 0, "unmatched": 1,
+                       "errors": [{"row": 6, "message": "no customer in the Hub has the name 'Hjørnet Café'"}]}
+    assert counts(engine) == before  # a dry run writes nothing, not even a run
+
+    _plan, applied = import_subscriptions(engine, sample("abonnementer-clean.xlsx"), apply=True, **ADMIN)
+    assert applied == {**preview, "dry_run": False, "run_id": applied["run_id"]}
+    run = get_run(engine, applied["run_id"])
+    assert run["kind"] == "import-subscriptions" and run["status"] == "succeeded"
+    assert run["parameters"] == {"file": "abonnementer-clean.xlsx", "sheet": "Abonnementer"}
+    assert run["stats"]["created"] == 4
+    after = counts(engine)
+    assert after["subscriptions"] == 4 and after["changes"] == before["changes"] + 4
+    stored = subscriptions(engine)
+    assert stored[0] == {"customer_id": ids[1001], "external_id": "A-5001", "product": "Microsoft 365 Business Standard",
+                         "sku": "M365-BS", "quantity": 12, "unit_price": Decimal("89.50"), "billing_interval": "monthly",
+                         "start_date": date(2024, 1, 1), "end_date": None, "status": "active", "note": None,
+                         "source": "bmc-office"}
+    assert stored[3]["status"] == "cancelled" and stored[3]["end_date"] == date(2025, 5, 14)
+
+    _plan, again = import_subscriptions(engine, sample("abonnementer-clean.xlsx"), apply=True, **ADMIN)
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 4)
+    assert counts(engine)["changes"] == after["changes"]  # the second import changed nothing
+
+    undo_run(engine, applied["run_id"], user=ADMIN["user"], role="operator")
+    assert counts(engine)["subscriptions"] == 0
+    assert counts(engine)["customers"] == 3
+
+
+def test_messy_sample_name_match_and_rejections(engine):
+    ids = seed_sample_customers(engine)
+    _plan, result = import_subscriptions(engine, sample("abonnementer-messy.xlsx"), apply=True, **ADMIN)
+    assert (result["rows"], result["created"], result["unmatched"]) == (6, 2, 0)
+    assert [e["row"] for e in result["errors"]] == [6, 7, 8, 9]
+    assert result["errors"][0]["message"] == "CVR number '29910252' fails the modulus-11 check"
+    stored = subscriptions(engine)
+    assert [(s["customer_id"], s["product"], s["unit_price"]) for s in stored] == [
+        (ids[1001], "Microsoft 365 Business Basic", Decimal("45.00")),
+        (ids[1002], "Support-aftale", Decimal("1234.50")),  # row 5: matched by name only
+    ]
+    assert all(s["external_id"] is None for s in stored)
+    _plan, again = import_subscriptions(engine, sample("abonnementer-messy.xlsx"), apply=True, **ADMIN)
+    assert (again["created"], again["unchanged"]) == (0, 2)  # identity: customer, product, start date
+
+
+def test_changed_row_is_updated_with_an_audit_entry_per_field(engine, tmp_path):
+    ids = seed_sample_customers(engine)
+    row = [1001, "Nordlys", None, "600001", "Backup", 1, 100, "Måned", "01-01-2024", "Aktiv"]
+    import_subscriptions(engine, write_xlsx(tmp_path / "a.xlsx", {"Abonnementer": [HEADER, row]}), apply=True, **ADMIN)
+    changed = [1001, "Nordlys", None, 600001, "Backup", 3, "100,00", "Kvartal", "01-01-2024", "Aktiv"]
+    plan, preview = import_subscriptions(engine, write_xlsx(tmp_path / "b.xlsx", {"Abonnementer": [HEADER, changed]}))
+    assert (preview["updated"], preview["created"]) == (1, 0)
+    assert plan.items[0].changes == {"quantity": (1, 3), "billing_interval": ("monthly", "quarterly")}
+    result = apply_plan(engine, plan, **ADMIN)
+    with engine.connect() as conn:
+        logged = conn.execute(text("SELECT field, old_value, new_value FROM changes WHERE run_id = :r ORDER BY field"),
+                              {"r": result["run_id"]}).all()
+    assert [tuple(r) for r in logged] == [("billing_interval", '"monthly"', '"quarterly"'), ("quantity", "1", "3")]
+    assert subscriptions(engine)[0]["customer_id"] == ids[1001]
+    undo_run(engine, result["run_id"], user=ADMIN["user"], role="operator")
+    assert subscriptions(engine)[0]["quantity"] == 1
+
+
+def test_locked_customer_keeps_its_subscriptions(engine, tmp_path):
+    ids = seed_sample_customers(engine)
+    import_subscriptions(engine, sample("abonnementer-clean.xlsx"), apply=True, **ADMIN)
+    set_subscriptions_locked(engine, ids[1001], True, user="seed")
+    before = subscriptions(engine)
+    rows = [HEADER,
+            [1001, "Nordlys", None, "A-5001", "Changed product", 99, 1, "År", "01-01-2024", "Opsagt"],
+            [1001, "Nordlys", None, "A-9999", "New product", 1, 1, "År", "01-01-2024", "Aktiv"],
+            [1002, "Østergaard", None, "A-5003", "Firewall managed", 5, 1250, "Kvartal", "01-07-2023", "Aktiv"]]
+    _plan, result = import_subscriptions(engine, write_xlsx(tmp_path / "l.xlsx", {"Abonnementer": rows}), apply=True,
+                                         **ADMIN)
+    assert (result["skipped_locked"], result["updated"], result["created"]) == (2, 1, 0)
+    after = subscriptions(engine)
+    assert [s for s in after if s["customer_id"] == ids[1001]] == [s for s in before if s["customer_id"] == ids[1001]]
+
+
+def test_customer_match_rules(engine, tmp_path):
+    ids = seed_sample_customers(engine)
+    create_customer(engine, {"name": "Twin ApS"}, user="seed")
+    create_customer(engine, {"name": "Twin A/S"}, user="seed")
+    rows = [HEADER,
+            [1001, None, "20756438", None, "P1", 1, 1, None, "01-01-2024", None],  # number vs CVR
+            [None, "Twin", None, None, "P2", 1, 1, None, "01-01-2024", None],  # ambiguous name
+            [None, None, "13585628", None, "P3", 1, 1, None, "01-01-2024", None],  # by CVR
+            [4242, None, None, None, "P4", 1, 1, None, "01-01-2024", None],  # unknown number
+            [4242, "Blåbær IT", None, None, "P5", 1, 1, None, "01-01-2024", None],  # name, but number contradicts
+            [None, "BLÅBÆR-IT i/s", None, None, "P6", 1, 1, None, "01-01-2024", None],  # name only
+            [None, None, None, None, "P7", 1, 1, None, "01-01-2024", None]]
+    plan, result = import_subscriptions(engine, write_xlsx(tmp_path / "m.xlsx", {"Abonnementer": rows}))
+    outcomes = {i.row: (i.outcome, i.customer_id, i.message) for i in plan.items}
+    assert outcomes[2] == ("rejected", None, "customer number 1001 is 'Nordlys Rådgivning ApS' but CVR 20756438 is "
+                                             "'Østergaard & Søn A/S'")
+    assert outcomes[3][:2] == ("unmatched", None) and "fits 2 customers" in outcomes[3][2]
+    assert outcomes[4] == ("create", ids[1001], None)
+    assert outcomes[5] == ("unmatched", None, "no customer in the Hub has customer number 4242")
+    assert outcomes[6] == ("rejected", None, "customer number 4242 contradicts customer 'Blåbær IT I/S', whose "
+                                             "e-conomic number is 1003")
+    assert outcomes[7] == ("create", ids[1003], None)
+    assert outcomes[8] == ("rejected", None, "no customer number, CVR or customer name")
+    assert (result["rows"], result["unmatched"], len(result["errors"])) == (7, 2, 5)
+
+
+def test_duplicate_rows_in_one_file_are_rejected(engine, tmp_path):
+    seed_sample_customers(engine)
+    row = [1001, None, None, "X-1", "P", 1, 1, None, "01-01-2024", None]
+    plan, result = import_subscriptions(engine, write_xlsx(tmp_path / "d.xlsx", {"Abonnementer": [HEADER, row, row]}))
+    assert result["created"] == 1 and result["errors"] == [{"row": 3, "message": "the same subscription as row 2"}]
+
+
+def test_apply_needs_operator_and_a_fresh_preview(engine):
+    ids = seed_sample_customers(engine)
+    before = counts(engine)
+    with pytest.raises(NotAllowed):
+        import_subscriptions(engine, sample("abonnementer-clean.xlsx"), apply=True, user="v", role="viewer")
+    assert counts(engine) == before
+    plan = plan_import(engine, read_export(sample("abonnementer-clean.xlsx")))
+    set_subscriptions_locked(engine, ids[1002], True, user="seed")
+    before = counts(engine)
+    with pytest.raises(PlanOutdated, match="preview the file again"):
+        apply_plan(engine, plan, **ADMIN)
+    assert counts(engine) == before
+
+
+def test_error_report_neutralises_formulas(engine, tmp_path):
+    seed_sample_customers(engine)
+    rows = [HEADER, [1001, "@SUM(A1)", None, None, "+cmd", "-1", "@x", None, "01-01-2024", None]]
+    plan, _ = import_subscriptions(engine, write_xlsx(tmp_path / "e.xlsx", {"Abonnementer": rows}))
+    assert neutralize("=1+1") == "'=1+1" and neutralize("-2") == "'-2" and neutralize("ok") == "ok"
+    report = list(csv.reader(io.StringIO(error_report_csv(plan).decode("utf-8-sig")), delimiter=";"))
+    assert report[0][:3] == ["row", "outcome", "message"]
+    assert report[1][0] == "2" and report[1][1] == "rejected" and "'+cmd" in report[1] and "'-1" in report[1]
+    assert all(not cell.startswith(("=", "+", "-", "@")) for cell in report[1])
+    sheet = load_workbook(io.BytesIO(error_report_xlsx(plan))).active
+    cells = [c.value for c in next(sheet.iter_rows(min_row=2, max_row=2))]
+    assert all(not (isinstance(c, str) and c.startswith(("=", "+", "-", "@"))) for c in cells)
+    assert sheet.cell(2, 1).value == 2
+
+
+def test_cli_preview_apply_json_and_exit_codes(engine, tmp_path, capsys):
+    seed_sample_customers(engine)
+    path = str(sample("abonnementer-clean.xlsx"))
+    assert main(["import-subscriptions", path, "--json"]) == 0
+    preview = json.loads(capsys.readouterr().out)
+    assert preview["dry_run"] is True and preview["run_id"] is None and preview["created"] == 4
+    assert main(["import-subscriptions", path, "--apply", "--json"]) == 0
+    applied = json.loads(capsys.readouterr().out)
+    assert applied["run_id"] == list_runs(engine)[0]["run_id"] and applied["created"] == 4
+    assert main(["import-subscriptions", path, "--apply", "--sheet", "Abonnementer", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["created"] == 0
+    assert main(["import-subscriptions", path]) == 0
+    assert "preview" in capsys.readouterr().out
+
+    bad = tmp_path / "export.csv"
+    bad.write_text("Kundenr;Produkt\n")
+    before = counts(engine)
+    assert main(["import-subscriptions", str(bad), "--apply"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "error: export.csv: CSV files are not supported; save the export as .xlsx\n"
+    assert main(["import-subscriptions", str(bad), "--apply", "--json"]) == 2
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["run_id"] is None and payload["errors"][0]["row"] is None
+    assert main(["import-subscriptions", path, "--sheet", "Nope"]) == 2
+    assert "no sheet named 'Nope'" in capsys.readouterr().err
+    assert counts(engine) == before
