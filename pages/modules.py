@@ -28,9 +28,10 @@ if not get_settings().modules_enabled:
     st.info("The module system is switched off (`MODULES_ENABLED=false`). No module pages are shown.")
     st.stop()
 
+flash = st.empty()  # always present, so the panels below keep their place (and open state) across reruns
 if "modules_flash" in st.session_state:
     kind, message = st.session_state.pop("modules_flash")
-    getattr(st, kind)(message)
+    getattr(flash, kind)(message)
 
 
 def act(label: str, action, *args) -> None:
@@ -63,7 +64,9 @@ with st.expander("Dependency graph", expanded=False):
 by_name = {r["name"]: r for r in rows}
 for r in rows:
     name = r["name"]
-    with st.expander(f"{STATUS_ICON[r['status']]} {r['title']} · `{name}` {r['version'] or ''} · {r['status']}"):
+    confirm_key = f"modules_remove_{name}"
+    with st.expander(f"{STATUS_ICON[r['status']]} {r['title']} · `{name}` {r['version'] or ''} · {r['status']}",
+                     expanded=confirm_key in st.session_state):
         if r["description"]:
             st.markdown(r["description"])
         if r["error"]:
@@ -99,7 +102,6 @@ for r in rows:
         elif r["status"] != "unavailable" or r["version"]:
             if r["status"] != "unavailable" and st.button("Enable", key=f"modules_enable_{name}", type="primary"):
                 act(f"Enabled {name}.", enable_module, name)
-            confirm_key = f"modules_remove_{name}"
             if st.button("Remove data…", key=f"modules_remove_start_{name}"):
                 try:
                     st.session_state[confirm_key] = removal_plan(engine, name)
