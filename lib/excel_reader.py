@@ -191,8 +191,9 @@ def _header_text(cell: object) -> str:
 
 
 def choose_sheet(workbook: CalamineWorkbook, spec: HeaderSpec, sheet: str | None = None,
-                 preferred: str | None = None) -> str:
-    """`sheet` when given (it must exist), else `preferred` when present, else the first sheet with a header."""
+                 preferred: str | None = None, fallback_first: bool = False) -> str:
+    """`sheet` when given (it must exist), else `preferred` when present, else the first sheet with a header
+    (else, with `fallback_first`, the first sheet: the columns are being mapped by hand)."""
     names = list(workbook.sheet_names)
     if sheet is not None:
         if sheet not in names:
@@ -205,6 +206,8 @@ def choose_sheet(workbook: CalamineWorkbook, spec: HeaderSpec, sheet: str | None
     for name in names:
         if _find_header(iter(workbook.get_sheet_by_name(name).iter_rows()), spec):
             return name
+    if fallback_first and names:
+        return names[0]
     raise InputError(f"no sheet has a header row with the required columns ({spec.describe_required})")
 
 
@@ -221,8 +224,8 @@ def read_sheet(workbook: CalamineWorkbook, sheet: str, spec: HeaderSpec,
     if not rows or all(is_blank(r) for r in rows):
         raise InputError(f"sheet {sheet!r} is empty")
     found = _find_header(iter(rows), spec)
-    if found is None and columns:
-        found = (0, rows[0])  # the user maps the columns by hand; the first row is the header
+    if found is None and columns:  # mapped by hand: the first non-blank row is the header
+        found = next(((i, r) for i, r in enumerate(rows) if not is_blank(r)), None)
     if found is None:
         raise InputError(f"sheet {sheet!r} has no header row with the required columns ({spec.describe_required})")
     index, cells = found

@@ -10,7 +10,15 @@ from functools import lru_cache
 from pathlib import Path
 
 from lib.cvr import InvalidCVR, validate_cvr
-from lib.excel_reader import HeaderSpec, SheetTable, choose_sheet, is_blank, open_workbook, read_sheet
+from lib.excel_reader import (
+    HeaderSpec,
+    SheetTable,
+    choose_sheet,
+    is_blank,
+    map_headers,
+    open_workbook,
+    read_sheet,
+)
 
 PREFERRED_SHEET = "Abonnementer"
 CUSTOMER_KEYS = ("customer_number", "cvr", "customer_name")
@@ -371,7 +379,7 @@ def read_export(source: Path | str | bytes, *, file_name: str | None = None, she
     name = file_name or (Path(source).name if not isinstance(source, bytes) else "upload.xlsx")
     workbook = open_workbook(source, name)
     try:
-        chosen = choose_sheet(workbook, HEADER_SPEC, sheet, PREFERRED_SHEET)
+        chosen = choose_sheet(workbook, HEADER_SPEC, sheet, PREFERRED_SHEET, fallback_first=bool(columns))
         table = read_sheet(workbook, chosen, HEADER_SPEC, columns)
         sheet_names = list(workbook.sheet_names)
     finally:
@@ -379,3 +387,23 @@ def read_export(source: Path | str | bytes, *, file_name: str | None = None, she
     rows = parse_rows(table)
     table.rows = []  # the raw cells are no longer needed; keep memory bounded
     return ParsedExport(name, chosen, sheet_names, table.header_row, table.headers, table.mapping, rows)
+
+
+def header_candidates(source: Path | str | bytes, *, file_name: str | None = None,
+                      sheet: str | None = None) -> tuple[list[str], str, list[str], dict[str, int]]:
+    """For correcting the mapping by hand when no header was recognised: the sheets, the sheet shown
+    (`sheet`, else "Abonnementer", else the first), the texts of its first non-blank row and what they map to."""
+    workbook = open_workbook(source, file_name)
+    try:
+        names = list(workbook.sheet_names)
+        chosen = sheet if sheet in names else next(
+            (n for n in names if n.strip().casefold() == PREFERRED_SHEET.casefold()), names[0] if names else "")
+        headers: list[str] = []
+        if chosen:
+            for cells in workbook.get_sheet_by_name(chosen).to_python(skip_empty_area=False):
+                if not is_blank(cells):
+                    headers = [_text(c) or "" for c in cells]
+                    break
+    finally:
+        workbook.close()
+    return names, chosen, headers, map_headers(headers, HEADER_SPEC)
