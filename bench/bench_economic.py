@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +35,7 @@ from lib.sandbox import EconomicSimulator, make_customer  # noqa: E402
 STALE_BASE = 900_000
 
 
-def database(tmp: str) -> tuple[str, callable]:
+def database(tmp: str) -> tuple[str, Callable[[], None]]:
     """A fresh database URL and its clean-up."""
     base = os.environ.get("BENCH_DATABASE_URL")
     if not base:
