@@ -39,8 +39,9 @@ def secret_values() -> list[str]:
             password = None
         if password:
             values.add(str(password))
-    # A secret may reach a log line URL-encoded (a token in a query string), so mask those spellings too.
-    values |= {variant for v in list(values) for variant in (quote(v, safe=""), quote_plus(v))}
+    # A secret may reach a line URL-encoded (a query string) or JSON-escaped, so mask those spellings too.
+    values |= {variant for v in list(values)
+               for variant in (quote(v, safe=""), quote_plus(v), json.dumps(v, ensure_ascii=False)[1:-1])}
     return sorted(values, key=len, reverse=True)
 
 
@@ -50,6 +51,17 @@ def mask_secrets(text: str, secrets: Iterable[str] | None = None) -> str:
         if secret and secret in text:
             text = text.replace(secret, MASK)
     return text
+
+
+def _masked_value(value: Any, secrets: list[str]) -> Any:
+    """A field value with secrets masked; dicts and lists keep their shape (JSON lines nest them)."""
+    if isinstance(value, dict | list | tuple):
+        encoded = json.dumps(value, ensure_ascii=False, default=str)
+        try:
+            return json.loads(mask_secrets(encoded, secrets))
+        except ValueError:
+            return mask_secrets(encoded, secrets)
+    return mask_secrets(value if isinstance(value, str) else str(value), secrets)
 
 
 class SecretMaskFilter(logging.Filter):
@@ -66,7 +78,7 @@ class SecretMaskFilter(logging.Filter):
         record.args = None
         for key, value in list(vars(record).items()):
             if key not in _STANDARD and value is not None and not isinstance(value, bool | int | float):
-                record.__dict__[key] = mask_secrets(value if isinstance(value, str) else str(value), secrets)
+                record.__dict__[key] = _masked_value(value, secrets)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -83,7 +95,9 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
         "logger": record.name,
         "msg": record.getMessage(),
     }
-    out.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
+    extras = {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+    out.update({k: extras.pop(k) for k in ("run_id", "kind") if k in extras})
+    out.update(extras)
     if record.exc_info and not record.exc_text:
         record.exc_text = logging.Formatter().formatException(record.exc_info)
     if record.exc_text:
@@ -92,6 +106,8 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def _logfmt_value(value: Any) -> str:
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
     text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
     if text == "" or any(c in text for c in ' ="\n\t\\'):
         return json.dumps(text, ensure_ascii=False)
@@ -113,6 +129,21 @@ class JsonFormatter(logging.Formatter):
         return mask_secrets(json.dumps(_fields(record), ensure_ascii=False, default=str))
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each line (test runners and Streamlit swap it)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def _level_of(level: str | int | None) -> int:
     if isinstance(level, int):
         return level
@@ -123,7 +154,7 @@ def _level_of(level: str | int | None) -> int:
 
 
 def configure_logging(level: str | int | None = None, fmt: str | None = None, stream=None) -> logging.Handler:
-    """Send log lines to stderr at `level` (default LOG_LEVEL); calling it again replaces, never duplicates.
+    """Send log lines to stderr (or `stream`) at `level` (default LOG_LEVEL); calling again replaces, never adds.
 
     `fmt` is "keyvalue" (default) or "json"; without it a LOG_FORMAT setting is used when the settings have one.
     """
@@ -134,7 +165,7 @@ def configure_logging(level: str | int | None = None, fmt: str | None = None, st
     root = logging.getLogger()
     for existing in [h for h in root.handlers if getattr(h, _HANDLER_FLAG, False)]:
         root.removeHandler(existing)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     setattr(handler, _HANDLER_FLAG, True)
     handler.setLevel(numeric)
     handler.addFilter(SecretMaskFilter())

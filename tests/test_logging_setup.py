@@ -131,3 +131,33 @@ def test_a_real_process_logs_to_stderr_without_the_token(tmp_path):
     assert done.stdout == ""
     assert "run_id=9" in done.stderr and "kind=economic-relink" in done.stderr
     assert "tok-live-123456" not in done.stderr
+
+
+def test_lines_follow_the_current_stderr(capsys):
+    """Configured once, the handler writes to whatever sys.stderr is now (pytest and Streamlit swap it)."""
+    handler = configure_logging(level="INFO")
+    try:
+        job_logger(3, "demo").info("to the current stderr")
+        assert "to the current stderr" in capsys.readouterr().err
+    finally:
+        logging.getLogger().removeHandler(handler)
+        logging.getLogger().setLevel(logging.WARNING)
+
+
+def test_nested_fields_stay_nested_and_masked(log_stream, monkeypatch):
+    monkeypatch.setenv("VTIGER_ACCESS_KEY", 'k"ey\\with-quote')
+    stream = log_stream(level="INFO", fmt="json")
+    job_logger(4, "crm-sync").info("run succeeded", extra={"step": "finish",
+                                                           "stats": {"updated": 2, "note": 'k"ey\\with-quote'}})
+    record = json.loads(stream.getvalue())
+    assert list(record)[4:6] == ["run_id", "kind"]
+    assert record["stats"] == {"updated": 2, "note": MASK}
+    assert "with-quote" not in stream.getvalue()
+
+
+def test_keyvalue_renders_nested_fields_as_compact_json(log_stream):
+    stream = log_stream(level="INFO")
+    job_logger(4, "crm-sync").info("run succeeded", extra={"stats": {"updated": 2}})
+    line = stream.getvalue().strip()
+    assert 'stats={"updated":2}' in line
+    assert line.index("run_id=4") < line.index("kind=crm-sync") < line.index("stats=")
