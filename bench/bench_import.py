@@ -1,0 +1,151 @@
+"""Benchmark the subscription import: a generated 100,000-row export against 20,000 customers on PostgreSQL.
+
+    python bench/bench_import.py [--rows 100000] [--customers 20000]
+
+Prints how long python-calamine alone needs to read the file into Python rows, how long the importer's
+preview (read, validate, plan) and apply take, their ratio (target: at most 3), and the peak RSS (target: under
+500 MB). Uses BENCH_DATABASE_URL (default: the local server) with a fresh schema, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from openpyxl import Workbook  # noqa: E402
+from python_calamine import CalamineWorkbook  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from lib import tables  # noqa: E402
+from lib.cvr import make_cvr  # noqa: E402
+from lib.db import dispose_engines, get_engine  # noqa: E402
+from lib.migrations import migrate_core  # noqa: E402
+from lib.subscription_import import apply_plan, plan_import  # noqa: E402
+from lib.subscription_rows import read_export  # noqa: E402
+
+DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+HEADER = ["Kundenr", "Kunde", "CVR", "Abonnement ID", "Produkt", "Varenr", "Antal", "Enhedspris", "Interval",
+          "Startdato", "Slutdato", "Status", "Bemærkning"]
+PRODUCTS = [(f"Produkt {n}", f"SKU-{n:03d}") for n in range(60)]
+INTERVALS = ["Måned", "Måned", "Måned", "Kvartal", "Halvår", "År"]
+STATUSES = ["Aktiv"] * 8 + ["Opsagt", "Pause"]
+
+
+def customer_name(n: int) -> str:
+    return f"Kunde {n} ApS"
+
+
+def generate_export(path: Path, rows: int, customers: int, seed: int = 7) -> None:
+    """A realistic export: mostly keyed by customer number, some by CVR or name only, a few bad rows."""
+    rng = random.Random(seed)
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("Abonnementer")
+    sheet.append(["BMC Office – abonnementer (benchmark)"])
+    sheet.append([])
+    sheet.append(HEADER)
+    start = date(2019, 1, 1)
+    for i in range(rows):
+        n = rng.randrange(customers)
+        product, sku = PRODUCTS[i % len(PRODUCTS)]
+        kind = i % 50
+        number = 10_000 + n if kind not in (1, 2) else None
+        cvr = make_cvr(n) if kind in (1, 3) else None
+        name = customer_name(n) if kind != 4 else f"Ukendt {i} ApS"
+        if kind == 4:
+            number = None
+        day = start + timedelta(days=rng.randrange(2500))
+        sheet.append([
+            number, name, cvr, str(600_000 + i), product, sku,
+            rng.randrange(1, 25) if kind != 5 else -1,
+            round(rng.uniform(10, 2500), 2) if i % 3 else f"{rng.randrange(10, 2500)},{rng.randrange(100):02d}",
+            INTERVALS[i % len(INTERVALS)],
+            day if i % 4 else day.strftime("%d-%m-%Y"),
+            None, STATUSES[i % len(STATUSES)], None,
+        ])
+    sheet.append([])
+    sheet.append([None, "I alt"])
+    workbook.save(path)
+
+
+def seed_customers(engine, customers: int) -> None:
+    rows = [{"name": customer_name(n), "cvr_number": make_cvr(n), "economic_customer_number": 10_000 + n,
+             "subscriptions_locked": n % 500 == 0} for n in range(customers)]
+    with engine.begin() as conn:
+        conn.execute(tables.customers.insert(), rows)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--customers", type=int, default=20_000)
+    args = parser.parse_args()
+    base_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "abonnementer-bench.xlsx"
+            started = time.perf_counter()
+            generate_export(path, args.rows, args.customers)
+            print(f"generated {args.rows:,} rows, {path.stat().st_size / 1e6:.1f} MB in "
+                  f"{time.perf_counter() - started:.1f} s (not measured)")
+            sep = "&" if "?" in base_url else "?"
+            engine = get_engine(f"{base_url}{sep}options=-csearch_path%3D{schema}")
+            migrate_core(engine)
+            seed_customers(engine, args.customers)
+
+            started = time.perf_counter()
+            rows = CalamineWorkbook.from_path(str(path)).get_sheet_by_name("Abonnementer").to_python()
+            calamine_s = time.perf_counter() - started
+            del rows
+
+            started = time.perf_counter()
+            plan = plan_import(engine, read_export(path))
+            preview_s = time.perf_counter() - started
+            started = time.perf_counter()
+            result = apply_plan(engine, plan, user="bench", role="admin")
+            apply_s = time.perf_counter() - started
+
+            started = time.perf_counter()
+            again = plan_import(engine, read_export(path)).summary()
+            again_s = time.perf_counter() - started
+
+        total = preview_s + apply_s
+        print(f"outcome: rows {result['rows']:,}, created {result['created']:,}, updated {result['updated']:,}, "
+              f"skipped_locked {result['skipped_locked']:,}, unmatched {result['unmatched']:,}, "
+              f"errors {len(result['errors']):,}")
+        print(f"python-calamine read alone:   {calamine_s:6.2f} s")
+        print(f"preview (read+validate+plan): {preview_s:6.2f} s")
+        print(f"apply (one transaction):      {apply_s:6.2f} s")
+        print(f"preview + apply:              {total:6.2f} s  ratio {total / calamine_s:.2f} (target <= 3)")
+        print(f"re-import preview:            {again_s:6.2f} s  (created {again['created']}, unchanged "
+              f"{again['unchanged']:,})")
+        print(f"peak RSS:                     {peak_rss_mb():6.0f} MB (target < 500)")
+    finally:
+        dispose_engines()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
