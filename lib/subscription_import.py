@@ -5,6 +5,8 @@ read (lib.excel_reader) → validate (lib.subscription_rows) → plan (here) →
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -15,8 +17,9 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 
 from lib import tables
-from lib.audit import insert_rows, update_rows
+from lib.audit import WHOLE_ROW, insert_rows, update_rows, utcnow
 from lib.company_names import normalize_company_name
+from lib.db import is_postgres
 from lib.errors import InputError
 from lib.roles import require_role
 from lib.runs import job_run
@@ -334,9 +337,10 @@ def apply_plan(engine: Engine, plan: ImportPlan, *, user: str, role: str,
         with engine.begin() as conn:
             if _snapshot(conn) != plan.snapshot:
                 raise PlanOutdated("customers or subscriptions changed since the preview; preview the file again")
+            insert = copy_insert_subscriptions if is_postgres(conn) else _insert_rows
             for start in range(0, len(creates), WRITE_BATCH):
                 chunk = creates[start : start + WRITE_BATCH]
-                insert_rows(conn, "subscriptions", chunk, run_id=run.id, user=user, batch=WRITE_BATCH)
+                insert(conn, chunk, run_id=run.id, user=user)
                 done += len(chunk)
                 report(f"created {done:,} of {len(creates):,} subscriptions")
             for start in range(0, len(updates), WRITE_BATCH):
@@ -347,6 +351,56 @@ def apply_plan(engine: Engine, plan: ImportPlan, *, user: str, role: str,
         run.finish(plan.stats())
         report("done")
     return plan.summary(run_id=run.id, dry_run=False)
+
+
+def _insert_rows(conn: Connection, rows: list[dict], *, run_id: int, user: str) -> list[int]:
+    return insert_rows(conn, "subscriptions", rows, run_id=run_id, user=user, batch=WRITE_BATCH)
+
+
+def _json_default(value):
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def _copy_field(value) -> str:
+    if value is None:
+        return "\\N"
+    text = value.isoformat() if isinstance(value, date) else str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
+
+
+def copy_insert_subscriptions(conn: Connection, rows: list[dict], *, run_id: int, user: str) -> list[int]:
+    """PostgreSQL COPY of new subscriptions and their whole-row 'insert' changes: the same rows
+    lib.audit.insert_rows writes, several times faster (multi-row INSERT spends most time parsing SQL)."""
+    if not rows:
+        return []
+    ids = list(conn.exec_driver_sql(
+        "SELECT nextval(pg_get_serial_sequence('subscriptions', 'id')) FROM generate_series(1, %(n)s)",
+        {"n": len(rows)}).scalars())
+    now = utcnow()
+    columns = list(rows[0])
+    stamp = now.isoformat()
+    data = "".join(
+        "\t".join([str(row_id), *(_copy_field(values[c]) for c in columns), stamp, stamp]) + "\n"
+        for row_id, values in zip(ids, rows, strict=True))
+    log = "".join(
+        f"{run_id}\tsubscriptions\t{row_id}\tinsert\t{WHOLE_ROW}\t\\N\t"
+        f"{_copy_field(json.dumps(values, ensure_ascii=False, default=_json_default))}\t{_copy_field(user)}\t{stamp}\n"
+        for row_id, values in zip(ids, rows, strict=True))
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.copy_expert(f"COPY subscriptions (id, {', '.join(columns)}, created_at, updated_at) FROM STDIN",
+                           io.StringIO(data))
+        cursor.copy_expert("COPY changes (run_id, table_name, row_id, action, field, old_value, new_value, "
+                           "changed_by, at) FROM STDIN", io.StringIO(log))
+    finally:
+        cursor.close()
+    return ids
 
 
 def import_subscriptions(engine: Engine, source: Path | str | bytes, *, file_name: str | None = None,

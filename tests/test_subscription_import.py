@@ -225,3 +225,22 @@ def test_cli_preview_apply_json_and_exit_codes(engine, tmp_path, capsys):
     assert main(["import-subscriptions", path, "--sheet", "Nope"]) == 2
     assert "no sheet named 'Nope'" in capsys.readouterr().err
     assert counts(engine) == before
+
+
+def test_created_rows_are_logged_like_audit_insert_rows(engine, tmp_path):
+    """On PostgreSQL new rows go in by COPY; the rows and the audit entries must equal the generic path's."""
+    from lib.audit import encode_value
+
+    ids = seed_sample_customers(engine)
+    header = [*HEADER, "Bemærkning"]
+    row = [1001, None, None, "T-1", "Tab\there", 2, "1.234,50", "År", "01-01-2024", "Pause", "back\\slash\nline 2"]
+    plan, _ = import_subscriptions(engine, write_xlsx(tmp_path / "t.xlsx", {"Abonnementer": [header, row]}))
+    expected = plan.items[0].values
+    result = apply_plan(engine, plan, **ADMIN)
+    stored = subscriptions(engine)[0]
+    assert stored["product"] == "Tab\there" and stored["note"] == "back\\slash\nline 2"
+    assert stored["unit_price"] == Decimal("1234.50") and stored["customer_id"] == ids[1001]
+    with engine.connect() as conn:
+        logged = conn.execute(text("SELECT action, field, old_value, new_value, changed_by FROM changes "
+                                   "WHERE run_id = :r"), {"r": result["run_id"]}).one()
+    assert tuple(logged) == ("insert", "*", None, encode_value(expected), ADMIN["user"])
