@@ -289,13 +289,29 @@ def _lookup(value: object, table: dict[str, str], default: str, label: str, allo
     return found
 
 
+_INTERVAL_SEEN: dict[object, str] = {}
+_STATUS_SEEN: dict[object, str] = {}
+
+
 def parse_interval(value: object) -> str:
-    return _lookup(value, _INTERVAL_LOOKUP, "monthly", "billing interval",
+    found = _INTERVAL_SEEN.get(value) if isinstance(value, str) else None
+    if found is not None:
+        return found
+    found = _lookup(value, _INTERVAL_LOOKUP, "monthly", "billing interval",
                    "Måned/monthly, Kvartal/quarterly, Halvår/half-yearly or År/yearly")
+    if isinstance(value, str) and len(_INTERVAL_SEEN) < 1000:
+        _INTERVAL_SEEN[value] = found
+    return found
 
 
 def parse_status(value: object) -> str:
-    return _lookup(value, _STATUS_LOOKUP, "active", "status", "Aktiv/active, Opsagt/cancelled or Pause/paused")
+    found = _STATUS_SEEN.get(value) if isinstance(value, str) else None
+    if found is not None:
+        return found
+    found = _lookup(value, _STATUS_LOOKUP, "active", "status", "Aktiv/active, Opsagt/cancelled or Pause/paused")
+    if isinstance(value, str) and len(_STATUS_SEEN) < 1000:
+        _STATUS_SEEN[value] = found
+    return found
 
 
 # --- rows -------------------------------------------------------------------------------------------------------
@@ -307,10 +323,46 @@ def _is_total_row(cells: list, product_column: int) -> bool:
     return any(isinstance(c, str) and c.strip().casefold() in TOTAL_WORDS for c in cells)
 
 
+_OPTIONAL_PARSERS = {"unit_price": parse_price, "billing_interval": parse_interval,
+                     "status": parse_status}
+
+
+def _parse_valid_row(row_number: int, get: dict) -> SubscriptionRow:
+    """The fast path for a row that breaks no rule; any RowProblem sends it to `parse_row`'s full check."""
+    result = SubscriptionRow(row_number)
+    number = parse_customer_number(get["customer_number"]) if "customer_number" in get else None
+    cvr = parse_cvr(get["cvr"]) if "cvr" in get else None
+    name = _text(get["customer_name"]) if "customer_name" in get else None
+    if number is None and cvr is None and name is None:
+        raise RowProblem("no customer")
+    result.customer_number, result.cvr, result.customer_name = number, cvr, name
+    product = _text(get["product"])
+    start = parse_date(get["start_date"], "start date")
+    if product is None or start is None:
+        raise RowProblem("missing")
+    values = {"product": product, "quantity": parse_quantity(get["quantity"]), "start_date": start}
+    for name_, parser in _OPTIONAL_PARSERS.items():
+        if name_ in get:
+            values[name_] = parser(get[name_])
+    for name_ in ("external_id", "sku", "note"):
+        if name_ in get:
+            values[name_] = _text(get[name_])
+    if "end_date" in get:
+        end = values["end_date"] = parse_date(get["end_date"], "end date")
+        if end is not None and end < start:
+            raise RowProblem("end before start")
+    result.values = {f: values[f] for f in SUBSCRIPTION_FIELDS if f in values}
+    return result
+
+
 def parse_row(row_number: int, cells: list, mapping: dict[str, int]) -> SubscriptionRow:
     """Validate one data row; a row that breaks rules gets every reason in `error`, joined by '; '."""
     width = len(cells)
     get = {name: (cells[col] if col < width else None) for name, col in mapping.items()}
+    try:
+        return _parse_valid_row(row_number, get)
+    except RowProblem:
+        pass
     result = SubscriptionRow(row_number)
     problems: list[str] = []
     values = result.values
