@@ -241,6 +241,10 @@ class _Planner:
                 rest.append(account)
         decided.update(self._match(rest))
         proposals = [decided[a.id] for a in self.accounts]
+        linked_to = {p.account_id: p.customer_id for p in proposals if p.outcome in ("fill", "link", "unchanged")}
+        for error in self.errors:  # invalid CVRs were reported before their account was linked
+            if error["customer_id"] is None:
+                error["customer_id"] = linked_to.get(error["account_id"])
         return self._one_customer_per_cvr(proposals)
 
     def _check_cvr(self, account: CrmAccount) -> None:

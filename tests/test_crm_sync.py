@@ -185,6 +185,7 @@ def test_invalid_cvr_rejected_and_taken_cvr_not_written(engine, sim):
     assert customer(engine, delta)["cvr_number"] is None and customer(engine, holder)["cvr_number"] == CVR_C
     messages = " | ".join(e["message"] for e in payload["errors"])
     assert "'13585627' is not a valid CVR" in messages and f"CVR {CVR_C} already belongs to customer {holder}" in messages
+    assert {"account_id": "11x1", "customer_id": gamma} == {k: v for k, v in payload["errors"][0].items() if k != "message"}
     # approving the unapprovable changes nothing
     again, _ = sync(engine, sim, approved={by_name["Delta ApS"].key})
     assert again["updated"] == 0 and customer(engine, delta)["cvr_number"] is None
