@@ -15,7 +15,8 @@ from lib.customers import (
     update_customer,
 )
 from lib.errors import HubError
-from ui.session import actor, hub_engine
+from ui.cvr_widgets import customer_cvr_lookup
+from ui.session import hub_engine, page_actor
 from ui.tables import changes_frame
 
 PAGE_SIZE = 50
@@ -25,8 +26,8 @@ FIELDS = [("name", "Name"), ("cvr_number", "CVR number"), ("economic_customer_nu
           ("vtiger_account_id", "vTiger account id"), ("simplycrm_account_id", "Simply-CRM account id"),
           ("email", "E-mail"), ("phone", "Phone"), ("address", "Address"), ("zip", "Zip"), ("city", "City")]
 
+me = page_actor()
 engine = hub_engine()
-me = actor()
 st.title("Customers")
 if not me.can("operator"):
     st.caption(f"Read-only: your role is {me.role}; editing customers needs the operator role.")
@@ -76,13 +77,14 @@ if result.rows:
         st.toggle("Subscriptions locked", value=customer["subscriptions_locked"], key=f"lock_{picked}",
                   on_change=_toggle_lock, args=(picked,),
                   help="A locked customer's subscriptions are frozen: imports skip them.")
+        customer_cvr_lookup(engine, customer, me)
         details, subscriptions, history = st.tabs(["Details", "Subscriptions", "History"])
         with details, st.form(f"edit_{picked}"):
             values = {}
             for field, label in FIELDS:
                 current = customer[field]
                 values[field] = st.text_input(label, value="" if current is None else str(current), key=f"e_{field}")
-            if st.form_submit_button("Save changes"):
+            if st.form_submit_button("Save changes", key="save_customer"):
                 try:
                     changed = update_customer(engine, picked, values, user=me.email, role=me.role)
                     st.session_state["customer_message"] = (
@@ -111,7 +113,7 @@ if result.rows:
 if me.can("operator"):
     with st.expander("New customer"), st.form("new_customer", clear_on_submit=False):
         new_values = {field: st.text_input(label, key=f"n_{field}") for field, label in FIELDS}
-        if st.form_submit_button("Create customer"):
+        if st.form_submit_button("Create customer", key="create_customer"):
             try:
                 new_id = create_customer(engine, new_values, user=me.email, role=me.role)
                 st.session_state["customer_message"] = ("ok", f"Created customer {new_id}.")

@@ -4,11 +4,11 @@ import streamlit as st
 
 from lib.customers import dashboard_counts
 from lib.runs import list_runs
-from ui.session import actor, hub_engine
+from ui.session import hub_engine, page_actor
 from ui.tables import runs_frame
 
+me = page_actor()
 engine = hub_engine()
-me = actor()
 st.title("BMC Hub")
 counts = dashboard_counts(engine)
 

@@ -6,11 +6,11 @@ import streamlit as st
 
 from lib.errors import HubError
 from lib.runs import UndoRefused, get_run, later_changes, list_runs, run_changes, run_users, undo_run
-from ui.session import actor, hub_engine
+from ui.session import hub_engine, page_actor
 from ui.tables import changes_frame, runs_frame
 
+me = page_actor()
 engine = hub_engine()
-me = actor()
 st.title("Runs")
 
 left, right = st.columns(2)

@@ -53,6 +53,22 @@ def actor() -> Actor:
     return found if isinstance(found, Actor) else current_actor()
 
 
+def page_actor(needed: str = "viewer") -> Actor:
+    """Every page starts here: the same sign-in and role checks as the router, so no URL skips them."""
+    problem = require_login_problem()
+    if problem:
+        st.error(problem)
+        st.stop()
+    if auth_configured() and not st.user.get("is_logged_in"):
+        st.error("Sign in first.")
+        st.stop()
+    me = actor()
+    if not me.can(needed):
+        st.error(f"This page needs the {needed} role; you are signed in as {me.email} with the {me.role} role.")
+        st.stop()
+    return me
+
+
 def require_login_problem() -> str | None:
     """Why the app must refuse to start, or None."""
     if get_settings().require_login and not auth_configured():

@@ -59,6 +59,7 @@ class Fault:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so the clients' sessions reuse connections
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: without this, 40 ms per reply
     server: _Server
 
     def _serve(self) -> None:
