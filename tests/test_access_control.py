@@ -49,7 +49,7 @@ def test_navigation_each_role_sees(engine, roles_env, email, role):
 def test_viewer_write_is_refused_with_a_message_and_nothing_written(engine, roles_env):
     cid = create_customer(engine, {"name": "Alfa ApS"}, user="seed")
     runs_before = len(list_runs(engine))
-    at = no_exception(app("pages/customers.py", user=signed_in("peter@partner.dk")).run())
+    at = no_exception(app("app_pages/customers.py", user=signed_in("peter@partner.dk")).run())
     assert "Read-only: your role is viewer" in texts(at)
     at.toggle(key=f"lock_{cid}").set_value(True).run()  # the write itself checks the role
     assert "may not edit customers" in texts(at)
@@ -62,7 +62,7 @@ def test_viewer_write_is_refused_with_a_message_and_nothing_written(engine, role
 
 def test_changes_record_the_signed_in_person(engine, roles_env):
     cid = create_customer(engine, {"name": "Alfa ApS"}, user="seed")
-    at = no_exception(app("pages/customers.py", user=signed_in("anna@bmc.dk")).run())
+    at = no_exception(app("app_pages/customers.py", user=signed_in("anna@bmc.dk")).run())
     at.toggle(key=f"lock_{cid}").set_value(True).run()
     assert get_customer(engine, cid)["subscriptions_locked"] is True
     assert list_runs(engine, user="anna@bmc.dk")[0]["stats"]["changed_fields"] == ["subscriptions_locked"]
@@ -79,3 +79,18 @@ def test_require_login_without_auth_refuses_to_start(db_url, monkeypatch):
     at = app("Home.py").run()
     assert "REQUIRE_LOGIN is true but sign-in is not configured" in texts(at)
     assert "_hub_pages" not in at.session_state
+
+
+def test_no_pages_folder_beside_home_py():
+    """Streamlit 1.67 runs `pages/NAME.py` directly, without Home.py, when a URL names it and a `pages/`
+    folder sits beside the main script: that would skip sign-in and role checks. Pages live in app_pages/."""
+    assert not (ROOT / "pages").exists()
+    assert (ROOT / "app_pages" / "customers.py").is_file()
+
+
+@pytest.mark.parametrize("page", ["app_pages/customers.py", "app_pages/runs.py", "app_pages/home.py"])
+def test_every_page_checks_sign_in_itself(db_url, monkeypatch, page):
+    monkeypatch.setenv("REQUIRE_LOGIN", "true")
+    at = app(page).run()
+    assert "REQUIRE_LOGIN is true but sign-in is not configured" in texts(at)
+    assert len(at.dataframe) == 0 and len(at.text_input) == 0

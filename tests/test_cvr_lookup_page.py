@@ -38,7 +38,7 @@ def test_preview_approve_apply(engine, sim):
         {"name": "Tvivlsom Tømrer", "zip": "9000"},  # zip differs: needs a person
         {"name": "Ingen Steder ApS"},
     ])
-    at = no_exception(app("pages/cvr_lookup.py").run())
+    at = no_exception(app("app_pages/cvr_lookup.py").run())
     assert metric(at, "Customers without CVR") == "3"
     assert metric(at, "Lookups left today (as far as known)") == "50"
 
@@ -65,7 +65,7 @@ def test_preview_approve_apply(engine, sim):
 
 def test_unticked_ambiguous_is_not_applied(engine, sim):
     sure, doubt = add_customers(engine, [{"name": "Sikker Software ApS"}, {"name": "Tvivlsom Tømrer", "zip": "9000"}])
-    at = no_exception(app("pages/cvr_lookup.py").run())
+    at = no_exception(app("app_pages/cvr_lookup.py").run())
     at.button(key="cvr_preview").click().run()
     no_exception(at.button(key="cvr_apply").click().run())
     assert get_customer(engine, sure)["cvr_number"] == make_cvr(401)
@@ -75,16 +75,16 @@ def test_unticked_ambiguous_is_not_applied(engine, sim):
 def test_quota_stop_is_shown(engine, sim):
     add_customers(engine, [{"name": "Sikker Software ApS"}, {"name": "Tvivlsom Tømrer"}])
     sim.quota = 1
-    at = no_exception(app("pages/cvr_lookup.py").run())
+    at = no_exception(app("app_pages/cvr_lookup.py").run())
     no_exception(at.button(key="cvr_preview").click().run())
     assert "QUOTA_EXCEEDED" in texts(at) and metric(at, "Not asked") == "1"
-    at = no_exception(app("pages/cvr_lookup.py").run())
+    at = no_exception(app("app_pages/cvr_lookup.py").run())
     assert metric(at, "Lookups left today (as far as known)") == "0"
 
 
 def test_missing_user_agent_is_shown_and_preview_disabled(engine, monkeypatch, sim):
     monkeypatch.delenv("CVR_USER_AGENT")
-    at = no_exception(app("pages/cvr_lookup.py").run())
+    at = no_exception(app("app_pages/cvr_lookup.py").run())
     assert "CVR_USER_AGENT is not set" in texts(at)
     assert at.button(key="cvr_preview").disabled
 

@@ -11,7 +11,7 @@ from lib.config import Settings
 from lib.integrations import integration_status, test_connection
 from lib.sandbox import running_sandbox
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "integrations.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "app_pages" / "integrations.py")
 
 
 @pytest.fixture

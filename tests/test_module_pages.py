@@ -101,7 +101,7 @@ def test_a_disabled_module_page_says_so_instead_of_running(engine, modules_dir):
 def test_modules_settings_page_renders_with_every_fixture_and_enables(engine, modules_dir):  # noqa: F811
     for name in ("render_error", "hanging_health"):
         enable_module(engine, name, "t")
-    at = AppTest.from_file(str(ROOT / "pages" / "modules.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(ROOT / "app_pages" / "modules.py"), default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
     shown = texts(at)
     assert "dependency cycle: cycle_a → cycle_b → cycle_a" in shown
@@ -119,7 +119,7 @@ def test_modules_settings_page_renders_with_every_fixture_and_enables(engine, mo
 def test_settings_page_disable_warns_about_dependants_and_remove_data_confirms(engine, modules_dir):  # noqa: F811
     enable_module(engine, "good", "t")
     enable_module(engine, "needs_good", "t")
-    at = AppTest.from_file(str(ROOT / "pages" / "modules.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(ROOT / "app_pages" / "modules.py"), default_timeout=60).run()
     assert "Disabling good also takes down: needs_good." in texts(at)
     at.button(key="modules_disable_good").click().run()
     assert "Disabled good. Now unavailable too: needs_good." in texts(at)

@@ -27,7 +27,7 @@ def test_enable_use_disable_remove_through_the_modules_page(engine, tmp_path, mo
     forget_discovery()
     create_module("crm_tools", "CRM helper tools")
     base = streamlit_server()
-    page = browser_page(base)  # through Home.py, so st.navigation (not the pages/ folder) builds the sidebar
+    page = browser_page(base)  # through Home.py, so st.navigation (not the app_pages/ folder) builds the sidebar
     sidebar = page.get_by_test_id("stSidebar")
     go_to_modules_page(page)
     assert sidebar.get_by_text("Crm Tools").count() == 0

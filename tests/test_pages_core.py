@@ -27,7 +27,7 @@ def test_fresh_database_is_migrated_by_the_app(db_url):
 def test_customers_page_search_edit_and_lock(engine):
     for name in ("Alfa ApS", "Beta A/S", "Østergaard & Søn A/S"):
         create_customer(engine, {"name": name}, user="seed")
-    at = no_exception(app("pages/customers.py").run())
+    at = no_exception(app("app_pages/customers.py").run())
     assert "3 customers" in texts(at)
     at.text_input(key="customer_search").input("østergaard").run()
     assert "1 customers" in texts(at)
@@ -48,7 +48,7 @@ def test_customers_page_search_edit_and_lock(engine):
 
 def test_runs_page_shows_changes_and_undoes_with_confirmation(engine):
     cid = create_customer(engine, {"name": "Alfa ApS"}, user="local-admin")
-    at = no_exception(app("pages/runs.py").run())
+    at = no_exception(app("app_pages/runs.py").run())
     run_id = at.selectbox(key="runs_pick").value
     assert get_run(engine, run_id)["kind"] == "customer-edit"
     undo = at.button(key=f"undo_{run_id}")

@@ -32,7 +32,7 @@ def show_counts(payload: dict, keys: tuple[str, ...]) -> None:
 def run_link(run_id: int) -> None:
     """A link to the run on the Runs page (plain text when the page is opened outside the app's navigation)."""
     try:
-        st.page_link("pages/runs.py", label=f"Open run {run_id}", icon=":material/history:",
+        st.page_link("app_pages/runs.py", label=f"Open run {run_id}", icon=":material/history:",
                      query_params={"run": str(run_id)})
     except Exception:  # noqa: BLE001 - e.g. a page tested on its own has no navigation to link into
         st.caption(f"Recorded as run {run_id} (see Runs).")

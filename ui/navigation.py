@@ -9,16 +9,16 @@ from lib.roles import Actor
 
 # (section, file, title, icon, role needed, default page)
 CORE_PAGES = [
-    ("Overview", "pages/home.py", "Dashboard", ":material/dashboard:", "viewer", True),
-    ("Overview", "pages/customers.py", "Customers", ":material/groups:", "viewer", False),
-    ("Overview", "pages/subscriptions.py", "Subscriptions", ":material/receipt_long:", "viewer", False),
-    ("Overview", "pages/runs.py", "Runs", ":material/history:", "viewer", False),
-    ("Jobs", "pages/import_subscriptions.py", "Import subscriptions", ":material/upload_file:", "operator", False),
-    ("Jobs", "pages/cvr_lookup.py", "CVR lookup", ":material/travel_explore:", "operator", False),
-    ("Jobs", "pages/economic.py", "e-conomic", ":material/account_balance:", "operator", False),
-    ("Jobs", "pages/crm_sync.py", "CRM sync", ":material/sync:", "operator", False),
-    ("Settings", "pages/integrations.py", "Integrations", ":material/cable:", "admin", False),
-    ("Settings", "pages/modules.py", "Modules", ":material/extension:", "admin", False),
+    ("Overview", "app_pages/home.py", "Dashboard", ":material/dashboard:", "viewer", True),
+    ("Overview", "app_pages/customers.py", "Customers", ":material/groups:", "viewer", False),
+    ("Overview", "app_pages/subscriptions.py", "Subscriptions", ":material/receipt_long:", "viewer", False),
+    ("Overview", "app_pages/runs.py", "Runs", ":material/history:", "viewer", False),
+    ("Jobs", "app_pages/import_subscriptions.py", "Import subscriptions", ":material/upload_file:", "operator", False),
+    ("Jobs", "app_pages/cvr_lookup.py", "CVR lookup", ":material/travel_explore:", "operator", False),
+    ("Jobs", "app_pages/economic.py", "e-conomic", ":material/account_balance:", "operator", False),
+    ("Jobs", "app_pages/crm_sync.py", "CRM sync", ":material/sync:", "operator", False),
+    ("Settings", "app_pages/integrations.py", "Integrations", ":material/cable:", "admin", False),
+    ("Settings", "app_pages/modules.py", "Modules", ":material/extension:", "admin", False),
 ]
 
 

@@ -8,15 +8,15 @@ from lib.errors import HubError, InputError
 from lib.import_report import error_report_csv, error_report_xlsx
 from lib.subscription_import import OUTCOMES, PlanOutdated, apply_plan, plan_import
 from lib.subscription_rows import COLUMN_ALIASES, FIELD_LABELS, header_candidates, read_export
-from ui.session import actor, hub_engine
+from ui.session import hub_engine, page_actor
 
 OUTCOME_LABELS = {"create": "Create", "update": "Update", "unchanged": "Unchanged", "skipped_locked": "Skipped (locked)",
                   "unmatched": "Unmatched", "rejected": "Rejected"}
 SHOWN_ROWS = 5000
 NOT_READ = -1
 
+me = page_actor("operator")
 engine = hub_engine()
-me = actor()
 st.title("Import subscriptions")
 st.caption("Upload the BMC Office subscription export (.xlsx or .xlsm). The preview shows what each row would do; "
            "nothing is written until you press Apply.")
@@ -110,7 +110,7 @@ if result:
                                          ("Left unchanged", "unchanged")], strict=True):
         col.metric(label, result[key])
     try:
-        st.page_link("pages/runs.py", label=f"Open run {result['run_id']}", icon=":material/history:",
+        st.page_link("app_pages/runs.py", label=f"Open run {result['run_id']}", icon=":material/history:",
                      query_params={"run": str(result["run_id"])})
     except StreamlitAPIException:  # the page opened on its own (tests): no navigation to link into
         st.caption(f"See run {result['run_id']} on the Runs page.")

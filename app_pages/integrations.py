@@ -3,7 +3,9 @@
 import streamlit as st
 
 from lib.integrations import integration_status, test_connection
+from ui.session import page_actor
 
+page_actor("admin")
 st.title("Integrations")
 st.caption("Settings come from the environment, `.env` or `.streamlit/secrets.toml`. Secrets are masked.")
 

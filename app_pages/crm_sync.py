@@ -18,15 +18,15 @@ from lib.crm_sync import (
 from lib.errors import HubError
 from lib.vtiger_client import LABELS
 from ui.job_widgets import progress_reporter, show_counts, show_errors
-from ui.session import actor, hub_engine
+from ui.session import hub_engine, page_actor
 
 MAX_ROW_WIDGETS = 200
 KEEP, TAKE = "keep Hub", "take CRM"
 OUTCOME_LABELS = {"fill": "fill CVR", "link": "link", "unchanged": "unchanged", "conflict": "conflict",
                   "ambiguous": "ambiguous", "unmatched": "unmatched"}
 
+me = page_actor("operator")
 engine = hub_engine()
-me = actor()
 st.title("CRM sync")
 st.caption("Links CRM accounts to Hub customers (stored account id, then CVR, then name) and fills the Hub's "
            "missing CVR numbers. The CRM is only read. Conflicting CVRs are never overwritten unless you choose "

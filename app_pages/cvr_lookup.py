@@ -16,14 +16,14 @@ from lib.cvr_lookup import (
 from lib.errors import HubError
 from ui.cvr_widgets import OUTCOME_LABELS, approval_checkboxes, proposals_frame, quota_text
 from ui.job_widgets import progress_reporter, show_counts, show_errors
-from ui.session import actor, hub_engine
+from ui.session import hub_engine, page_actor
 
 PLAN, RESULT = "cvr_plan", "cvr_result"
 PLAN_KEYS = ("candidates", "found", "ambiguous", "not_found", "not_asked")
 RESULT_KEYS = ("candidates", "found", "updated", "ambiguous", "not_found")
 
+me = page_actor("operator")
 engine = hub_engine()
-me = actor()
 st.title("CVR lookup")
 st.caption("Searches cvrapi.dk by name for customers without a CVR number. Only answers the matching engine "
            "is sure of are written; similar names, ceased companies and CVRs another customer holds wait for a "

@@ -11,11 +11,12 @@ from lib.subscriptions import (
     product_totals,
     total_mrr,
 )
-from ui.session import hub_engine
+from ui.session import hub_engine, page_actor
 
 SHOWN_ROWS = 5000
 ALL = "All"
 
+page_actor()
 engine = hub_engine()
 st.title("Subscriptions")
 st.caption("Monthly recurring revenue (MRR) counts active subscriptions: quantity × unit price, divided by 3 for "

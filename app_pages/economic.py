@@ -13,14 +13,14 @@ from lib.economic_relink import (
 )
 from lib.errors import HubError
 from ui.job_widgets import progress_reporter, show_counts, show_errors
-from ui.session import actor, hub_engine
+from ui.session import hub_engine, page_actor
 
 PLAN, APPROVED, RESULT, IMPORT_RESULT = "economic_plan", "economic_approved", "economic_result", "economic_import_result"
 OUTCOME_LABELS = {"new": "new link", "changed": "changed link", "unchanged": "unchanged", "ambiguous": "ambiguous",
                   "conflict": "CVR conflict", "unmatched": "unmatched"}
 
+me = page_actor("operator")
 engine = hub_engine()
-me = actor()
 st.title("e-conomic")
 st.caption("Links Hub customers to e-conomic customer numbers: CVR first, then name. e-conomic is only read. "
            "New links, and changed ones whose old number no longer exists in e-conomic, are written on Apply; "

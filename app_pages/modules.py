@@ -13,13 +13,13 @@ from lib.modules import (
     removal_plan,
     remove_module_data,
 )
-from ui.session import actor, hub_engine
+from ui.session import hub_engine, page_actor
 
 STATUS_ICON = {"enabled": "🟢", "disabled": "⚪", "failed": "🔴", "unavailable": "🟠"}
 HEALTH_TEXT = {True: "healthy", False: "unhealthy", None: "not checked"}
 
+me = page_actor("admin")
 engine = hub_engine()
-me = actor()
 st.title("Modules")
 if not me.can("admin"):
     st.error("Only admins manage modules.")
