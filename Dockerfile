@@ -22,7 +22,7 @@ RUN groupadd --system --gid 10001 hub \
 COPY Home.py manage.py ./
 COPY lib ./lib
 COPY ui ./ui
-COPY pages ./pages
+COPY app_pages ./app_pages
 COPY migrations ./migrations
 COPY modules ./modules
 COPY .streamlit/config.toml ./.streamlit/config.toml

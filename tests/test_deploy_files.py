@@ -149,6 +149,21 @@ def test_the_image_holds_every_local_package_the_app_imports():
             assert root in copied_tops, f"{importer.relative_to(ROOT)} imports {root}, which the image lacks"
 
 
+def test_the_image_holds_every_page_file_the_app_names():
+    """Pages are named by path (st.Page("app_pages/x.py")), not imported: their folder must be copied too."""
+    sources = copy_sources()
+    copied_tops = {Path(s).parts[0] for s in sources}
+    named = 0
+    for path in _python_files(sources):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and re.fullmatch(r"[a-z_]+/[\w/]+\.py", node.value) and (ROOT / node.value).is_file():
+                named += 1
+                assert Path(node.value).parts[0] in copied_tops, (
+                    f"{path.relative_to(ROOT)} names {node.value}, which the image lacks")
+    assert named, "no page file named by path: has the navigation moved?"
+
+
 def _requirement_names(lines: list[str]) -> set[str]:
     names = set()
     for line in lines:
