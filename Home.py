@@ -2,10 +2,17 @@
 
 import streamlit as st
 
+from lib.errors import HubError
+from lib.logging_setup import configure_logging
 from ui.navigation import build_navigation
 from ui.session import auth_configured, auth_providers, current_actor, hub_engine, require_login_problem
 
 st.set_page_config(page_title="BMC Hub", page_icon=":material/hub:", layout="wide")
+try:
+    configure_logging()
+except HubError as exc:
+    st.error(str(exc))
+    st.stop()
 
 problem = require_login_problem()
 if problem:

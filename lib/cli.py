@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from lib.commands import COMMANDS
 from lib.errors import HubError
+from lib.logging_setup import configure_logging
 
 
 def _json_default(value):
@@ -60,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        configure_logging()
         return int(args.handler(args) or 0)
     except HubError as exc:
         error_line(str(exc))

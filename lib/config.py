@@ -109,6 +109,7 @@ class Settings:
     import_max_file_mb: int = 50
     http_timeout_seconds: float = 20.0
     log_level: str = "INFO"
+    log_format: str = "keyvalue"
     hub_cli_user: str = "cli"
     hub_cli_role: str = "admin"
     hub_admins: str = ""

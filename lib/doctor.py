@@ -19,7 +19,7 @@ from lib.db import check_connection, get_engine
 from lib.errors import ConfigError, HubError
 from lib.integrations import integration_status, test_connection
 from lib.migrations import CORE_MIGRATIONS_DIR, CORE_MODULE, MigrationStatus, status
-from lib.runs import _lock_is_stale
+from lib.runs import lock_is_stale
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 # Streamlit's OIDC sign-in needs these in [auth]; client settings may sit in [auth] or in each [auth.NAME].
@@ -194,7 +194,7 @@ def check_runs(engine: Engine, settings: Settings) -> Check:
         )).mappings().all()
     alive, dead = [], []
     for r in rows:
-        why = "it holds no run lock" if r["owner"] is None else _lock_is_stale(dict(r), stale_after)
+        why = "it holds no run lock" if r["owner"] is None else lock_is_stale(dict(r), stale_after)
         label = f"{r['kind']} run {r['id']} (by {r['triggered_by']}, owner {r['owner'] or '-'})"
         (dead if why else alive).append(f"{label}: {why}" if why else label)
     if dead:

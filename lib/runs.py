@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,9 +20,11 @@ from sqlalchemy.exc import IntegrityError
 from lib.audit import AUDITED_TABLES, WHOLE_ROW, decode_value, delete_row, log_change, update_row, utcnow
 from lib.config import get_settings
 from lib.errors import HubError, InputError, ServiceError
+from lib.logging_setup import job_logger
 from lib.roles import require_role
 
 ProgressCallback = Callable[[int, int, str], None]
+PROGRESS_LOG_SECONDS = 5.0
 
 
 class RunBusy(InputError):
@@ -33,6 +37,10 @@ class UndoRefused(InputError):
     def __init__(self, message: str, conflicts: list[dict] | None = None):
         super().__init__(message)
         self.conflicts = conflicts or []
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _owner() -> str:
@@ -54,10 +62,22 @@ class Run:
     id: int | None = None
     on_progress: ProgressCallback | None = None
     stats: dict = field(default_factory=dict)
+    _last_logged: float = field(default=0.0, repr=False)
+
+    @property
+    def log(self):
+        """This run's logger: run_id and kind on every line."""
+        return job_logger(self.id, self.kind, dry_run=self.dry_run)
 
     def progress(self, done: int, total: int, message: str = "") -> None:
         if self.on_progress:
             self.on_progress(done, total, message)
+        # one INFO line per step at most every 5 s (and the last one); every call at DEBUG
+        now_s = time.monotonic()
+        level = logging.INFO if done >= total or now_s - self._last_logged >= PROGRESS_LOG_SECONDS else logging.DEBUG
+        if level == logging.INFO:
+            self._last_logged = now_s
+        self.log.log(level, message or "progress", extra={"step": "progress", "done": done, "total": total})
         if self.id is None:
             return
         now = utcnow()
@@ -74,6 +94,8 @@ class Run:
     def _close(self, status: str, stats: dict | None, error: str | None) -> None:
         if stats is not None:
             self.stats = stats
+        self.log.log(logging.INFO if status == "succeeded" else logging.WARNING, f"run {status}",
+                     extra={"step": "finish", "status": status, "error": error, "stats": self.stats})
         if self.id is None:
             return
         with self.engine.begin() as conn:
@@ -105,7 +127,7 @@ def _insert_run(conn: Connection, kind: str, user: str, parameters: dict, undoes
     ).scalar_one()
 
 
-def _lock_is_stale(lock: dict, stale_after: timedelta) -> str | None:
+def lock_is_stale(lock: dict, stale_after: timedelta) -> str | None:
     """Why the holder of `lock` is dead, or None when it may still be alive."""
     host, _, pid = str(lock["owner"]).rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
@@ -127,7 +149,9 @@ def start_run(engine: Engine, kind: str, *, user: str, dry_run: bool = False, pa
               on_progress: ProgressCallback | None = None, undoes: int | None = None) -> Run:
     """Start a run of `kind`. Raises RunBusy while another run of that kind is alive (any process)."""
     if dry_run:
-        return Run(engine, kind, True, user, None, on_progress)
+        run = Run(engine, kind, True, user, None, on_progress)
+        run.log.info("run started", extra={"step": "start", "user": user})
+        return run
     parameters = parameters or {}
     stale_after = timedelta(seconds=get_settings().run_stale_seconds)
     for _attempt in range(3):
@@ -139,7 +163,9 @@ def start_run(engine: Engine, kind: str, *, user: str, dry_run: bool = False, pa
                          "VALUES (:k, :r, :o, :now, :now)"),
                     {"k": kind, "r": run_id, "o": _owner(), "now": utcnow()},
                 )
-            return Run(engine, kind, False, user, run_id, on_progress)
+            run = Run(engine, kind, False, user, run_id, on_progress)
+            run.log.info("run started", extra={"step": "start", "user": user, "owner": _owner()})
+            return run
         except IntegrityError:
             pass
         with engine.begin() as conn:
@@ -150,14 +176,18 @@ def start_run(engine: Engine, kind: str, *, user: str, dry_run: bool = False, pa
             ).mappings().first()
             if lock is None:
                 continue  # released meanwhile: try again
-            why_stale = _lock_is_stale(dict(lock), stale_after)
+            why_stale = lock_is_stale(dict(lock), stale_after)
             if why_stale is None:
+                # DEBUG only: the command's one error line already says it (exit 2 = one line on stderr)
+                job_logger(lock["run_id"], kind).debug("run refused: already running",
+                                                       extra={"step": "refused", "user": user})
                 raise RunBusy(
-                    f"a {kind} run is already running (run {lock['run_id']}, started {lock['started_at']:%Y-%m-%d %H:%M} "
+                    f"{_article(kind)} {kind} run is already running (run {lock['run_id']}, started {lock['started_at']:%Y-%m-%d %H:%M} "
                     f"UTC by {lock['triggered_by']}); try again when it has finished"
                     if isinstance(lock["started_at"], datetime)
-                    else f"a {kind} run is already running (run {lock['run_id']} by {lock['triggered_by']})"
+                    else f"{_article(kind)} {kind} run is already running (run {lock['run_id']} by {lock['triggered_by']})"
                 )
+            job_logger(lock["run_id"], kind).warning("run marked stale", extra={"step": "stale", "reason": why_stale})
             conn.execute(
                 text("UPDATE runs SET status = 'stale', finished_at = :now, error = :e WHERE id = :id AND status = 'running'"),
                 {"now": utcnow(), "e": f"marked stale: {why_stale}", "id": lock["run_id"]},
