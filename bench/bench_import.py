@@ -3,16 +3,20 @@
     python bench/bench_import.py [--rows 100000] [--customers 20000]
 
 Prints how long python-calamine alone needs to read the file into Python rows, how long the importer's
-preview (read, validate, plan) and apply take, their ratio (target: at most 3), and the peak RSS (target: under
-500 MB). Uses BENCH_DATABASE_URL (default: the local server) with a fresh schema, dropped afterwards.
+preview (read, validate, plan) and apply take, their ratio (target: at most 3), and the peak RSS of the
+import (target: under 500 MB). Each measured step runs in its own fresh process (the file is generated
+in this one), so a peak RSS is that step's own. Uses BENCH_DATABASE_URL (default: the local server) with a
+fresh schema, dropped afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,8 +36,6 @@ from lib import tables  # noqa: E402
 from lib.cvr import make_cvr  # noqa: E402
 from lib.db import dispose_engines, get_engine  # noqa: E402
 from lib.migrations import migrate_core  # noqa: E402
-from lib.subscription_import import apply_plan, plan_import  # noqa: E402
-from lib.subscription_rows import read_export  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 HEADER = ["Kundenr", "Kunde", "CVR", "Abonnement ID", "Produkt", "Varenr", "Antal", "Enhedspris", "Interval",
@@ -90,11 +92,50 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def child(step: str, path: str, url: str) -> dict:
+    """One measured step in a fresh process, so its peak RSS is the step's own (not the file generator's)."""
+    from lib.db import get_engine
+    from lib.subscription_import import apply_plan, plan_import
+    from lib.subscription_rows import read_export
+
+    engine = get_engine(url) if url else None
+    out: dict = {"rss_at_start_mb": peak_rss_mb()}
+    started = time.perf_counter()
+    if step == "calamine":
+        rows = CalamineWorkbook.from_path(path).get_sheet_by_name("Abonnementer").to_python()
+        out["seconds"] = time.perf_counter() - started
+        out["rows"] = len(rows)
+    else:
+        plan = plan_import(engine, read_export(path))
+        out["preview"] = time.perf_counter() - started
+        if step == "import":
+            started = time.perf_counter()
+            out["result"] = apply_plan(engine, plan, user="bench", role="admin")
+            out["apply"] = time.perf_counter() - started
+        else:
+            out["result"] = plan.summary()
+    out["result"] = {k: v if k != "errors" else len(v) for k, v in out.get("result", {}).items()}
+    out["peak_mb"] = peak_rss_mb()
+    return out
+
+
+def run_child(step: str, path: Path, url: str = "") -> dict:
+    done = subprocess.run([sys.executable, __file__, "--child", step, "--file", str(path), "--url", url],
+                          check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--child", choices=("calamine", "import", "reimport"), help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
+    parser.add_argument("--url", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.file, args.url)))
+        return 0
     base_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     admin = create_engine(base_url)
@@ -108,37 +149,32 @@ def main() -> int:
             print(f"generated {args.rows:,} rows, {path.stat().st_size / 1e6:.1f} MB in "
                   f"{time.perf_counter() - started:.1f} s (not measured)")
             sep = "&" if "?" in base_url else "?"
-            engine = get_engine(f"{base_url}{sep}options=-csearch_path%3D{schema}")
+            url = f"{base_url}{sep}options=-csearch_path%3D{schema}"
+            engine = get_engine(url)
             migrate_core(engine)
             seed_customers(engine, args.customers)
+            dispose_engines()
 
-            started = time.perf_counter()
-            rows = CalamineWorkbook.from_path(str(path)).get_sheet_by_name("Abonnementer").to_python()
-            calamine_s = time.perf_counter() - started
-            del rows
+            calamine = run_child("calamine", path)
+            imported = run_child("import", path, url)
+            again = run_child("reimport", path, url)
 
-            started = time.perf_counter()
-            plan = plan_import(engine, read_export(path))
-            preview_s = time.perf_counter() - started
-            started = time.perf_counter()
-            result = apply_plan(engine, plan, user="bench", role="admin")
-            apply_s = time.perf_counter() - started
-
-            started = time.perf_counter()
-            again = plan_import(engine, read_export(path)).summary()
-            again_s = time.perf_counter() - started
-
+        result = imported["result"]
+        calamine_s, preview_s, apply_s = calamine["seconds"], imported["preview"], imported["apply"]
         total = preview_s + apply_s
         print(f"outcome: rows {result['rows']:,}, created {result['created']:,}, updated {result['updated']:,}, "
               f"skipped_locked {result['skipped_locked']:,}, unmatched {result['unmatched']:,}, "
-              f"errors {len(result['errors']):,}")
+              f"errors {result['errors']:,}")
         print(f"python-calamine read alone:   {calamine_s:6.2f} s")
         print(f"preview (read+validate+plan): {preview_s:6.2f} s")
         print(f"apply (one transaction):      {apply_s:6.2f} s")
         print(f"preview + apply:              {total:6.2f} s  ratio {total / calamine_s:.2f} (target <= 3)")
-        print(f"re-import preview:            {again_s:6.2f} s  (created {again['created']}, unchanged "
-              f"{again['unchanged']:,})")
-        print(f"peak RSS:                     {peak_rss_mb():6.0f} MB (target < 500)")
+        print(f"re-import preview:            {again['preview']:6.2f} s  (created {again['result']['created']}, "
+              f"unchanged {again['result']['unchanged']:,})")
+        print(f"peak RSS, preview + apply:    {imported['peak_mb']:6.0f} MB (target < 500; the process alone, "
+              f"interpreter and libraries included: {imported['rss_at_start_mb']:.0f} MB at start)")
+        print(f"peak RSS, calamine alone:     {calamine['peak_mb']:6.0f} MB; re-import preview: "
+              f"{again['peak_mb']:.0f} MB")
     finally:
         dispose_engines()
         with admin.begin() as conn:

@@ -5,8 +5,6 @@ read (lib.excel_reader) → validate (lib.subscription_rows) → plan (here) →
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -17,9 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 
 from lib import tables
-from lib.audit import WHOLE_ROW, insert_rows, update_rows, utcnow
+from lib.audit import copy_insert_rows, update_rows
 from lib.company_names import normalize_company_name
-from lib.db import is_postgres
 from lib.errors import InputError
 from lib.roles import require_role
 from lib.runs import job_run
@@ -29,6 +26,7 @@ from lib.subscription_rows import (
     ParsedExport,
     SubscriptionRow,
     danish_date,
+    paused_gc,
     read_export,
 )
 
@@ -137,12 +135,12 @@ class CustomerIndex:
         c = tables.customers
         rows = conn.execute(select(c.c.id, c.c.name, c.c.cvr_number, c.c.economic_customer_number,
                                    c.c.subscriptions_locked)).all()
-        self.names = {r.id: r.name for r in rows}
-        self.cvr_of = {r.id: r.cvr_number for r in rows}
-        self.number_of = {r.id: r.economic_customer_number for r in rows}
-        self.locked = {r.id for r in rows if r.subscriptions_locked}
-        self.by_number = {r.economic_customer_number: r.id for r in rows if r.economic_customer_number is not None}
-        self.by_cvr = {r.cvr_number: r.id for r in rows if r.cvr_number}
+        self.names = {cid: name for cid, name, _cvr, _number, _locked in rows}
+        self.cvr_of = {cid: cvr for cid, _name, cvr, _number, _locked in rows}
+        self.number_of = {cid: number for cid, _name, _cvr, number, _locked in rows}
+        self.locked = {cid for cid, _name, _cvr, _number, locked in rows if locked}
+        self.by_number = {number: cid for cid, _name, _cvr, number, _locked in rows if number is not None}
+        self.by_cvr = {cvr: cid for cid, _name, cvr, _number, _locked in rows if cvr}
         self._by_name: dict[str, list[int]] | None = None
 
     def by_name(self, name: str) -> list[int]:
@@ -215,8 +213,8 @@ class SubscriptionIndex:
         self.by_external: dict[str, dict] = {}
         self.by_natural: dict[tuple, list[dict]] = {}
         result = conn.execute(select(*(s.c[c] for c in _SUB_COLUMNS)))
-        for row in result.mappings():
-            sub = dict(row)
+        for row in result:
+            sub = dict(zip(_SUB_COLUMNS, row, strict=True))
             if sub["external_id"] is not None and sub["source"] == SOURCE:
                 self.by_external[sub["external_id"]] = sub
             for key in _natural_keys(sub["customer_id"], sub["sku"], sub["product"], sub["start_date"]):
@@ -266,22 +264,36 @@ def _snapshot(conn: Connection) -> tuple:
 
 def plan_import(engine: Engine, export: ParsedExport) -> ImportPlan:
     """Decide every row's outcome against the database as it is now; writes nothing."""
-    with engine.connect() as conn:
+    with paused_gc(), engine.connect() as conn:
         snapshot = _snapshot(conn)
         customers = CustomerIndex(conn)
         subscriptions = SubscriptionIndex(conn)
+        items = _plan_rows(export, customers, subscriptions)
+    return ImportPlan(export, items, customers.names, snapshot)
+
+
+def _plan_rows(export: ParsedExport, customers: CustomerIndex, subscriptions: SubscriptionIndex) -> list[PlannedRow]:
     items: list[PlannedRow] = []
     seen: dict[tuple, int] = {}
     present = [f for f in SUBSCRIPTION_FIELDS if f in export.fields_present]
+    by_number, by_external = customers.by_number, subscriptions.by_external
     for row in export.rows:
         if row.error:
             items.append(PlannedRow(row.row, "rejected", message=row.error, source=row))
             continue
-        customer_id, outcome, reason = customers.match(row)
+        # the usual row: a known customer number and no CVR to cross-check, so match() could only agree
+        customer_id = by_number.get(row.customer_number) if row.cvr is None else None
         if customer_id is None:
-            items.append(PlannedRow(row.row, outcome, message=reason, source=row))
-            continue
-        found, identity = subscriptions.find(customer_id, row.values)
+            customer_id, outcome, reason = customers.match(row)
+            if customer_id is None:
+                items.append(PlannedRow(row.row, outcome, message=reason, source=row))
+                continue
+        external_id = row.values.get("external_id")
+        if external_id:
+            existing = by_external.get(external_id)
+            found, identity = ([existing] if existing else []), ("id", external_id)
+        else:
+            found, identity = subscriptions.find(customer_id, row.values)
         if identity in seen:
             items.append(PlannedRow(row.row, "rejected", customer_id, source=row,
                                     message=f"the same subscription as row {seen[identity]}"))
@@ -310,7 +322,7 @@ def plan_import(engine: Engine, export: ParsedExport) -> ImportPlan:
             items.append(PlannedRow(row.row, "update", customer_id, existing["id"], changed, existing, source=row))
         else:
             items.append(PlannedRow(row.row, "unchanged", customer_id, existing["id"], source=row))
-    return ImportPlan(export, items, customers.names, snapshot)
+    return items
 
 
 # --- apply ------------------------------------------------------------------------------------------------------
@@ -334,15 +346,18 @@ def apply_plan(engine: Engine, plan: ImportPlan, *, user: str, role: str,
                 on_progress(done, total, message)
 
         report("checking that nothing changed since the preview")
-        with engine.begin() as conn:
+        with paused_gc(), engine.begin() as conn:
             if _snapshot(conn) != plan.snapshot:
                 raise PlanOutdated("customers or subscriptions changed since the preview; preview the file again")
-            insert = copy_insert_subscriptions if is_postgres(conn) else _insert_rows
-            for start in range(0, len(creates), WRITE_BATCH):
-                chunk = creates[start : start + WRITE_BATCH]
-                insert(conn, chunk, run_id=run.id, user=user)
-                done += len(chunk)
+
+            def created(sent: int, steps: int) -> None:
+                nonlocal done
+                done = sent * len(creates) // steps
                 report(f"created {done:,} of {len(creates):,} subscriptions")
+
+            copy_insert_rows(conn, "subscriptions", creates, run_id=run.id, user=user, on_progress=created,
+                             batch=WRITE_BATCH)
+            done = len(creates)
             for start in range(0, len(updates), WRITE_BATCH):
                 chunk = updates[start : start + WRITE_BATCH]
                 update_rows(conn, "subscriptions", chunk, run_id=run.id, user=user)
@@ -351,56 +366,6 @@ def apply_plan(engine: Engine, plan: ImportPlan, *, user: str, role: str,
         run.finish(plan.stats())
         report("done")
     return plan.summary(run_id=run.id, dry_run=False)
-
-
-def _insert_rows(conn: Connection, rows: list[dict], *, run_id: int, user: str) -> list[int]:
-    return insert_rows(conn, "subscriptions", rows, run_id=run_id, user=user, batch=WRITE_BATCH)
-
-
-def _json_default(value):
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    raise TypeError(type(value).__name__)
-
-
-def _copy_field(value) -> str:
-    if value is None:
-        return "\\N"
-    text = value.isoformat() if isinstance(value, date) else str(value)
-    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
-        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return text
-
-
-def copy_insert_subscriptions(conn: Connection, rows: list[dict], *, run_id: int, user: str) -> list[int]:
-    """PostgreSQL COPY of new subscriptions and their whole-row 'insert' changes: the same rows
-    lib.audit.insert_rows writes, several times faster (multi-row INSERT spends most time parsing SQL)."""
-    if not rows:
-        return []
-    ids = list(conn.exec_driver_sql(
-        "SELECT nextval(pg_get_serial_sequence('subscriptions', 'id')) FROM generate_series(1, %(n)s)",
-        {"n": len(rows)}).scalars())
-    now = utcnow()
-    columns = list(rows[0])
-    stamp = now.isoformat()
-    data = "".join(
-        "\t".join([str(row_id), *(_copy_field(values[c]) for c in columns), stamp, stamp]) + "\n"
-        for row_id, values in zip(ids, rows, strict=True))
-    log = "".join(
-        f"{run_id}\tsubscriptions\t{row_id}\tinsert\t{WHOLE_ROW}\t\\N\t"
-        f"{_copy_field(json.dumps(values, ensure_ascii=False, default=_json_default))}\t{_copy_field(user)}\t{stamp}\n"
-        for row_id, values in zip(ids, rows, strict=True))
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        cursor.copy_expert(f"COPY subscriptions (id, {', '.join(columns)}, created_at, updated_at) FROM STDIN",
-                           io.StringIO(data))
-        cursor.copy_expert("COPY changes (run_id, table_name, row_id, action, field, old_value, new_value, "
-                           "changed_by, at) FROM STDIN", io.StringIO(log))
-    finally:
-        cursor.close()
-    return ids
 
 
 def import_subscriptions(engine: Engine, source: Path | str | bytes, *, file_name: str | None = None,

@@ -245,3 +245,17 @@ def test_xlsm_is_accepted(tmp_path):
     path = write_xlsx(tmp_path / "macro.xlsm", {"Abonnementer": [DANISH_HEADER[:1] + ["Produkt", "Antal", "Startdato"],
                                                                 [1001, "X", 1, "01-01-2024"]]})
     assert len(read_export(path).rows) == 1
+
+
+def test_equal_cells_of_different_types_are_parsed_apart(tmp_path):
+    """Validation parses each distinct cell once; True == 1 and -0.0 == 0.0 must still be told apart."""
+    header = ["Kundenr", "Produkt", "Antal", "Enhedspris", "Startdato"]
+    rows = [header, [1001, "A", 1, 0.0, "01-01-2024"], [1001, "B", True, -0.0, "01-01-2024"],
+            [1001, "C", 1, 2.5, "01-01-2024"]]
+    export = read_export(write_xlsx(tmp_path / "types.xlsx", {"Abonnementer": rows}))
+    first, second, third = export.rows
+    assert first.error is None and first.values["quantity"] == 1
+    assert str(first.values["unit_price"]) == "0.00"
+    assert second.error == "quantity True is not a number"
+    assert str(second.values["unit_price"]) == "-0.00"
+    assert third.values["quantity"] == 1 and third.values["unit_price"] == Decimal("2.50")
