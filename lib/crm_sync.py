@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from lib.audit import update_row
 from lib.config import Settings, get_settings
 from lib.cvr import normalize_cvr
+from lib.db import write_transaction
 from lib.errors import ConfigError, InputError, ServiceError
 from lib.jobs import job_payload
 from lib.matching import MatchRecord, MatchResult, match_records
@@ -401,7 +402,7 @@ def apply_crm_sync(engine: Engine, plan: CrmSyncPlan, *, actor: Actor, approved:
     with job_run(engine, KIND, user=actor.email, dry_run=False, parameters=parameters, on_progress=on_progress) as run:
         run.progress(0, len(chosen), "writing")
         for start in range(0, len(chosen), CHUNK):
-            with engine.begin() as conn:
+            with write_transaction(engine) as conn:
                 for p in chosen[start:start + CHUNK]:
                     _apply_one(conn, plan, p, p.key in chosen_keys, run.id, actor.email, errors, done_cvr, done_link)
             run.progress(min(start + CHUNK, len(chosen)), len(chosen), "writing")

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from lib.audit import AUDITED_TABLES, insert_row, read_row, update_row
 from lib.cvr import InvalidCVR, validate_cvr
-from lib.db import fold_sql
+from lib.db import fold_sql, write_transaction
 from lib.errors import InputError
 from lib.roles import require_role
 from lib.runs import row_history, start_run
@@ -85,7 +85,7 @@ def create_customer(engine: Engine, data: dict, *, user: str, role: str = "admin
         raise CustomerInvalid({"name": "a customer needs a name"})
     run = start_run(engine, "customer-edit", user=user, parameters={"action": "create", "name": clean["name"]})
     try:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             new_id = insert_row(conn, "customers", clean, run_id=run.id, user=user)
     except IntegrityError as exc:
         run.fail("refused: duplicate value")
@@ -106,7 +106,7 @@ def update_customer(engine: Engine, customer_id: int, data: dict, *, user: str, 
         return {}
     run = start_run(engine, "customer-edit", user=user, parameters={"action": "edit", "customer_id": customer_id})
     try:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             changed = update_row(conn, "customers", customer_id, clean, run_id=run.id, user=user)
     except IntegrityError as exc:
         run.fail("refused: duplicate value")

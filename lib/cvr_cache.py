@@ -11,6 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from lib.db import write_transaction
+
 FOUND = "found"
 NOT_FOUND = "not_found"
 
@@ -61,14 +63,14 @@ class CvrCache:
             "k": key, "s": status, "r": None if response is None else json.dumps(response, ensure_ascii=False),
             "t": _now(),
         }
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             updated = conn.execute(
                 text("UPDATE cvr_cache SET status = :s, response = :r, fetched_at = :t WHERE query_key = :k"), params
             ).rowcount
             if updated:
                 return
         try:
-            with self.engine.begin() as conn:
+            with write_transaction(self.engine) as conn:
                 conn.execute(
                     text("INSERT INTO cvr_cache (query_key, status, response, fetched_at) VALUES (:k, :s, :r, :t)"),
                     params,
@@ -78,7 +80,7 @@ class CvrCache:
 
     def purge(self) -> int:
         """Delete expired answers; returns how many."""
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             return conn.execute(
                 text("DELETE FROM cvr_cache WHERE fetched_at < :cutoff"), {"cutoff": _now() - self.max_age}
             ).rowcount

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
@@ -55,7 +57,7 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write_lock") else "BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.pop("write_lock", False) else "BEGIN")
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -86,6 +88,17 @@ def get_engine(url: str | None = None) -> Engine:
             raise ConfigError(f"DATABASE_URL names an unsupported database driver: {exc}") from None
         _engines[url] = engine
         return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: on SQLite it takes the write lock at BEGIN (IMMEDIATE), so reading first
+    and writing later cannot fail with 'database is locked' when another process wrote in between."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.info["write_lock"] = True
+        with conn.begin():
+            yield conn
 
 
 def dispose_engines() -> None:

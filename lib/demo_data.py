@@ -6,6 +6,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from lib.audit import insert_rows
+from lib.db import write_transaction
 from lib.errors import InputError
 from lib.roles import require_role
 from lib.runs import job_run
@@ -24,7 +25,7 @@ def load_demo_data(engine: Engine, *, user: str = "demo-data", role: str = "admi
     if existing:
         raise InputError(f"demo data goes into an empty Hub only; the customers table has {existing} rows")
     with job_run(engine, "demo-data", user=user, dry_run=False) as run:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             insert_rows(conn, "customers", [{c: row.get(c) for c in COLUMNS} for row in rows], run_id=run.id,
                         user=user)
         run.finish({"customers": len(rows)})

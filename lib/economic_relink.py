@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from lib.audit import insert_rows, update_rows, utcnow
+from lib.db import write_transaction
 from lib.economic_client import PAGE_SIZE, EconomicClient, EconomicCustomer
 from lib.errors import InputError, ServiceAuthError, ServiceError
 from lib.jobs import job_payload
@@ -309,7 +310,7 @@ def apply_economic_relink(engine: Engine, plan: EconomicRelinkPlan, *, actor: Ac
         total = len(updates)
         run.progress(0, total, "linking")
         for start in range(0, total, APPLY_CHUNK):
-            with engine.begin() as conn:
+            with write_transaction(engine) as conn:
                 update_rows(conn, "customers", updates[start:start + APPLY_CHUNK], run_id=run.id, user=actor.email)
             run.progress(min(start + APPLY_CHUNK, total), total, "linking")
         for p in skipped:
@@ -375,7 +376,7 @@ def import_unlinked_customers(engine: Engine, plan: EconomicRelinkPlan, *, actor
     errors: list[dict] = []
     with job_run(engine, IMPORT_KIND, user=actor.email, dry_run=False,
                  parameters={"economic_numbers": [r["economic_customer_number"] for r in rows]}) as run:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             held = conn.execute(text("SELECT economic_customer_number, cvr_number FROM customers")).all()
             numbers_held = {n for n, _ in held if n is not None}
             cvrs_held = {c for _, c in held if c is not None}

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from lib.config import PROJECT_ROOT
+from lib.db import write_transaction
 from lib.errors import HubError, InputError
 from lib.sql_split import split_sql
 
@@ -299,7 +300,7 @@ def _apply_file(engine: Engine, f: MigrationFile, statements: list[str]) -> bool
 
 
 def _record_failure(engine: Engine, f: MigrationFile, message: str, elapsed_ms: int) -> None:
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(
             text(
                 "INSERT INTO module_migrations (module, version, filename, checksum, applied_at, execution_ms, "

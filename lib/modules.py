@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 
 from lib import __version__ as HUB_VERSION
 from lib.config import get_settings, parse_json_value, raw_setting, raw_settings_with_prefix
+from lib.db import write_transaction
 from lib.errors import HubError, InputError
 from lib.migrations import (
     MigrationError,
@@ -359,7 +360,7 @@ def _write_state(engine: Engine, name: str, *, enabled: bool, installed_version:
         "DO UPDATE SET enabled = excluded.enabled, installed_version = excluded.installed_version, "
         "last_error = NULL, last_error_at = NULL, changed_at = excluded.changed_at, changed_by = excluded.changed_by"
     )
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(
             text(
                 "INSERT INTO module_state (name, enabled, installed_version, changed_at, changed_by) "
@@ -371,7 +372,7 @@ def _write_state(engine: Engine, name: str, *, enabled: bool, installed_version:
 
 def _record_error(engine: Engine, name: str, message: str, actor: str) -> None:
     """Keep the failure where the Modules page shows it; `enabled` stays what it was (false for a new module)."""
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(
             text(
                 "INSERT INTO module_state (name, enabled, last_error, last_error_at, changed_at, changed_by) "
@@ -480,7 +481,7 @@ def remove_module_data(engine: Engine, name: str, expected: RemovalPlan, actor: 
                          "review the list again")
     quote = engine.dialect.identifier_preparer.quote
     order = _drop_order(engine, plan.tables)
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         for view in plan.views:
             conn.exec_driver_sql(f"DROP VIEW IF EXISTS {quote(view)}")
         for table in order:
@@ -653,7 +654,7 @@ def check_health(engine: Engine, info: ModuleInfo, *, max_age: float = HEALTH_MA
 def record_page_view(engine: Engine, module: str, page: str, error: str | None = None) -> None:
     """Count a view of a module page; `error` is the failure it showed (None clears the last one)."""
     now = _now()
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(
             text(
                 "INSERT INTO module_page_views (module, page, views, last_viewed_at, last_error, last_error_at) "

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from lib.audit import AUDITED_TABLES, WHOLE_ROW, decode_value, delete_row, log_change, update_row, utcnow
 from lib.config import get_settings
+from lib.db import write_transaction
 from lib.errors import HubError, InputError, ServiceError
 from lib.logging_setup import job_logger
 from lib.roles import require_role
@@ -81,7 +82,7 @@ class Run:
         if self.id is None:
             return
         now = utcnow()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(
                 text(
                     "UPDATE runs SET heartbeat_at = :now, progress_done = :d, progress_total = :t, "
@@ -98,7 +99,7 @@ class Run:
                      extra={"step": "finish", "status": status, "error": error, "stats": self.stats})
         if self.id is None:
             return
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(
                 text("UPDATE runs SET status = :s, finished_at = :now, stats = :stats, error = :e WHERE id = :id"),
                 {"s": status, "now": utcnow(), "stats": _json(self.stats), "e": error, "id": self.id},
@@ -156,7 +157,7 @@ def start_run(engine: Engine, kind: str, *, user: str, dry_run: bool = False, pa
     stale_after = timedelta(seconds=get_settings().run_stale_seconds)
     for _attempt in range(3):
         try:
-            with engine.begin() as conn:
+            with write_transaction(engine) as conn:
                 run_id = _insert_run(conn, kind, user, parameters, undoes)
                 conn.execute(
                     text("INSERT INTO run_locks (kind, run_id, owner, acquired_at, heartbeat_at) "
@@ -168,7 +169,7 @@ def start_run(engine: Engine, kind: str, *, user: str, dry_run: bool = False, pa
             return run
         except IntegrityError:
             pass
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             lock = conn.execute(
                 text("SELECT l.run_id, l.owner, l.heartbeat_at, r.triggered_by, r.started_at FROM run_locks l "
                      "JOIN runs r ON r.id = l.run_id WHERE l.kind = :k"),
@@ -330,7 +331,7 @@ def undo_run(engine: Engine, run_id: int, *, user: str, force: bool = False, rol
     stats = {"undone_run_id": run_id, "fields_restored": 0, "rows_deleted": 0, "rows_restored": 0,
              "changes_in_run": len(changes), "overwrote_later_changes": len(conflicts)}
     try:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             _revert(conn, changes, undo.id, user, stats)
             conn.execute(text("UPDATE runs SET undone_by_run_id = :u WHERE id = :r"), {"u": undo.id, "r": run_id})
     except Exception as exc:

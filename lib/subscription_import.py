@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 from lib import tables
 from lib.audit import copy_insert_rows, update_rows
 from lib.company_names import normalize_company_name
+from lib.db import write_transaction
 from lib.errors import InputError
 from lib.roles import require_role
 from lib.runs import job_run
@@ -346,7 +347,7 @@ def apply_plan(engine: Engine, plan: ImportPlan, *, user: str, role: str,
                 on_progress(done, total, message)
 
         report("checking that nothing changed since the preview")
-        with paused_gc(), engine.begin() as conn:
+        with paused_gc(), write_transaction(engine) as conn:
             if _snapshot(conn) != plan.snapshot:
                 raise PlanOutdated("customers or subscriptions changed since the preview; preview the file again")
 
