@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
@@ -99,6 +100,16 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             conn.info["write_lock"] = True
         with conn.begin():
             yield conn
+
+
+def as_datetime(value):
+    """SQLite hands TIMESTAMP columns of raw SQL back as text; give every caller a datetime."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
 
 
 def dispose_engines() -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from lib.audit import AUDITED_TABLES, WHOLE_ROW, decode_value, delete_row, log_change, update_row, utcnow
 from lib.config import get_settings
-from lib.db import write_transaction
+from lib.db import as_datetime, write_transaction
 from lib.errors import HubError, InputError, ServiceError
 from lib.logging_setup import job_logger
 from lib.roles import require_role
@@ -138,9 +138,7 @@ def lock_is_stale(lock: dict, stale_after: timedelta) -> str | None:
             return f"process {lock['owner']} is gone"
         except PermissionError:
             pass
-    heartbeat = lock["heartbeat_at"]
-    if isinstance(heartbeat, str):
-        heartbeat = datetime.fromisoformat(heartbeat)
+    heartbeat = as_datetime(lock["heartbeat_at"])
     if heartbeat is not None and utcnow() - heartbeat > stale_after:
         return f"no heartbeat since {heartbeat:%Y-%m-%d %H:%M:%S} UTC"
     return None
@@ -178,6 +176,7 @@ def start_run(engine: Engine, kind: str, *, user: str, dry_run: bool = False, pa
             if lock is None:
                 continue  # released meanwhile: try again
             why_stale = lock_is_stale(dict(lock), stale_after)
+            lock = {**lock, "started_at": as_datetime(lock["started_at"])}
             if why_stale is None:
                 # DEBUG only: the command's one error line already says it (exit 2 = one line on stderr)
                 job_logger(lock["run_id"], kind).debug("run refused: already running",
@@ -222,6 +221,9 @@ def _decode_run(row: dict) -> dict:
     out = dict(row)
     out["run_id"] = out.pop("id")
     out["dry_run"] = bool(out["dry_run"])
+    for key in ("started_at", "finished_at", "heartbeat_at"):
+        if key in out:
+            out[key] = as_datetime(out[key])
     for key in ("stats", "parameters"):
         if key in out:
             try:
@@ -271,7 +273,8 @@ def run_changes(engine: Engine, run_id: int, limit: int | None = None) -> list[d
         sql += f" LIMIT {int(limit)}"
     with engine.connect() as conn:
         rows = conn.execute(text(sql), {"r": run_id}).mappings().all()
-    return [{**r, "old_value": decode_value(r["old_value"]), "new_value": decode_value(r["new_value"])} for r in rows]
+    return [{**r, "at": as_datetime(r["at"]), "old_value": decode_value(r["old_value"]),
+             "new_value": decode_value(r["new_value"])} for r in rows]
 
 
 def row_history(engine: Engine, table: str, row_id: int) -> list[dict]:
@@ -282,7 +285,8 @@ def row_history(engine: Engine, table: str, row_id: int) -> list[dict]:
                  "WHERE c.table_name = :t AND c.row_id = :id ORDER BY c.id DESC"),
             {"t": table, "id": row_id},
         ).mappings().all()
-    return [{**r, "old_value": decode_value(r["old_value"]), "new_value": decode_value(r["new_value"])} for r in rows]
+    return [{**r, "at": as_datetime(r["at"]), "old_value": decode_value(r["old_value"]),
+             "new_value": decode_value(r["new_value"])} for r in rows]
 
 
 def later_changes(engine: Engine, run_id: int) -> list[dict]:

@@ -62,3 +62,12 @@ def test_unusable_database_url_is_a_configuration_error():
         result = manage("runs", env={"DATABASE_URL": url})
         assert result.returncode == 2, (url, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "DATABASE_URL" in result.stderr
+
+
+def test_runs_human_listing(engine):
+    cid = create_customer(engine, {"name": "Alfa ApS"}, user="seed")
+    update_customer(engine, cid, {"city": "Aarhus"}, user="anna")
+    result = manage("runs", "--user", "anna")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2 and "customer-edit" in lines[1] and "anna" in lines[1]
