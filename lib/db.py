@@ -120,10 +120,6 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
-def is_postgres(bind: Engine | Connection) -> bool:
-    return bind.dialect.name == "postgresql"
-
-
 def check_connection(engine: Engine) -> None:
     """Raise ConfigError with one line when the database cannot be reached."""
     try:
