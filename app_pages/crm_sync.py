@@ -110,7 +110,7 @@ if plan is not None:
     counts = plan.counts(approved)
     st.caption(f"Apply will write {counts['updated']} CVR number(s) and store {counts['linked']} account id(s)"
                + (f", including {len(approved)} row(s) you chose." if approved else "."))
-    if st.button("Apply", key="crm_apply", disabled=not me.can("operator")):
+    if st.button("Apply", key="crm_apply"):
         try:
             done = apply_crm_sync(engine, plan, actor=me, approved=approved,
                                   on_progress=progress_reporter("Writing"))
@@ -119,8 +119,6 @@ if plan is not None:
             st.rerun()
         except HubError as exc:
             st.error(str(exc))
-    if not me.can("operator"):
-        st.caption("Applying needs the operator role.")
 
 if write_back_enabled():
     st.divider()
@@ -147,8 +145,7 @@ if write_back_enabled():
         else:
             st.info("No linked account has an empty CVR field that the Hub can fill.")
         show_errors({"errors": wb_plan.errors})
-        if wb_plan.proposals and st.button(f"Write to CRM ({len(wb_plan.proposals)})", key="crm_wb_apply",
-                                           disabled=not me.can("operator")):
+        if wb_plan.proposals and st.button(f"Write to CRM ({len(wb_plan.proposals)})", key="crm_wb_apply"):
             try:
                 with open_client(source) as client:
                     wb_done = apply_crm_write_back(engine, client, wb_plan, actor=me,

@@ -44,10 +44,9 @@ if result:
 problem = config_problem()
 if problem:
     st.error(f"The lookup is not configured: {problem}")
-may_write = me.can("operator")
 limit = st.number_input("Consider at most this many customers (0 = all)", min_value=0, value=0, step=1,
                         key="cvr_limit", help="Customers never asked come first; cached answers cost nothing.")
-if st.button("Preview", type="primary", disabled=bool(problem) or not may_write, key="cvr_preview"):
+if st.button("Preview", type="primary", disabled=bool(problem), key="cvr_preview"):
     report = progress_reporter("Looking up")
     try:
         with make_client(engine) as client:
@@ -73,10 +72,10 @@ if rows:
 else:
     st.info("No proposals to show.")
 
-approved = approval_checkboxes(plan, disabled=not may_write)
+approved = approval_checkboxes(plan)
 to_write = plan.count(FOUND) + len(approved)
 st.caption(f"Apply writes {to_write} CVR number(s): the {plan.count(FOUND)} found and {len(approved)} accepted.")
-if st.button("Apply", type="primary", disabled=not may_write or to_write == 0, key="cvr_apply"):
+if st.button("Apply", type="primary", disabled=to_write == 0, key="cvr_apply"):
     try:
         payload = apply_cvr_lookup(engine, plan, actor=me, approved=approved, on_progress=progress_reporter("Writing"))
     except HubError as exc:

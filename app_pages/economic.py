@@ -25,8 +25,6 @@ st.title("e-conomic")
 st.caption("Links Hub customers to e-conomic customer numbers: CVR first, then name. e-conomic is only read. "
            "New links, and changed ones whose old number no longer exists in e-conomic, are written on Apply; "
            "a change of an existing link and an ambiguous match are written only when you approve the row.")
-if not me.can("operator"):
-    st.caption(f"Read-only: your role is {me.role}; applying needs the operator role.")
 
 
 def _forget_plan() -> None:
@@ -127,16 +125,15 @@ with tab_proposals:
             st.session_state[APPROVED] = []
 
         st.multiselect("Approved rows (changed links and ambiguous matches)", approvable, format_func=_label,
-                       key=APPROVED, disabled=not me.can("operator"))
+                       key=APPROVED)
         b1, b2 = st.columns(2)
-        b1.button("Approve all shown", key="economic_approve_shown", on_click=_approve_shown,
-                  disabled=not me.can("operator"))
+        b1.button("Approve all shown", key="economic_approve_shown", on_click=_approve_shown)
         b2.button("Clear approvals", key="economic_clear", on_click=_clear)
 
     st.divider()
     writes = plan.writes(approved)
     if st.button(f"Apply {len(writes)} link(s)", type="primary", key="economic_apply",
-                 disabled=not (writes and me.can("operator"))):
+                 disabled=not writes):
         try:
             st.session_state[RESULT] = apply_economic_relink(engine, plan, actor=me, approved=approved,
                                                              on_progress=progress_reporter("Linking"))
@@ -161,8 +158,8 @@ with tab_import:
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         sure = st.checkbox(f"Create {len(rows)} Hub customer(s) from these e-conomic customers",
-                           key="economic_import_ok", disabled=not me.can("operator"))
-        if st.button("Create Hub customers", key="economic_import", disabled=not (sure and me.can("operator"))):
+                           key="economic_import_ok")
+        if st.button("Create Hub customers", key="economic_import", disabled=not sure):
             try:
                 st.session_state[IMPORT_RESULT] = import_unlinked_customers(engine, plan, actor=me)
                 _forget_plan()

@@ -21,9 +21,6 @@ HEALTH_TEXT = {True: "healthy", False: "unhealthy", None: "not checked"}
 me = page_actor("admin")
 engine = hub_engine()
 st.title("Modules")
-if not me.can("admin"):
-    st.error("Only admins manage modules.")
-    st.stop()
 if not get_settings().modules_enabled:
     st.info("The module system is switched off (`MODULES_ENABLED=false`). No module pages are shown.")
     st.stop()
