@@ -25,6 +25,7 @@ from lib.config import Settings, get_settings
 from lib.cvr_cache import FOUND as CACHE_FOUND
 from lib.cvr_cache import CvrCache, query_key
 from lib.cvr_client import CvrClient, CvrCompany, check_user_agent, companies_in
+from lib.db import write_transaction
 from lib.errors import ConfigError, InputError, ServiceError, ServiceQuotaError
 from lib.http_session import make_session
 from lib.jobs import job_payload
@@ -377,27 +378,23 @@ def _write(engine: Engine, plan: CvrLookupPlan, run: Run, actor: Actor, approved
     chosen, errors = _to_write(plan, approved)
     written: list[int] = []
     claimed: set[str] = set()
-    with engine.connect() as conn:
-        conn.info["write_lock"] = not run.dry_run  # SQLite: BEGIN IMMEDIATE, so the re-check below holds
-        try:
-            with conn.begin():
-                for p in chosen:
-                    problem = _why_not_writable(conn, p, lock=not run.dry_run) or (
-                        f"CVR {p.cvr} is written to another customer in this run" if p.cvr in claimed else None)
-                    if problem is None and not run.dry_run:
-                        try:
-                            with conn.begin_nested():
-                                update_row(conn, "customers", p.customer_id, {"cvr_number": p.cvr}, run_id=run.id,
-                                           user=actor.email)
-                        except IntegrityError:
-                            problem = f"CVR {p.cvr} was taken by another customer meanwhile"
-                    if problem:
-                        errors.append({"customer_id": p.customer_id, "message": f"not written: {problem}"})
-                    else:
-                        written.append(p.customer_id)
-                        claimed.add(p.cvr)
-        finally:
-            conn.info.pop("write_lock", None)
+    # writing: the write lock is taken at BEGIN on SQLite, so the re-check below holds until the commit
+    with (engine.connect() if run.dry_run else write_transaction(engine)) as conn:
+        for p in chosen:
+            problem = _why_not_writable(conn, p, lock=not run.dry_run) or (
+                f"CVR {p.cvr} is written to another customer in this run" if p.cvr in claimed else None)
+            if problem is None and not run.dry_run:
+                try:
+                    with conn.begin_nested():
+                        update_row(conn, "customers", p.customer_id, {"cvr_number": p.cvr}, run_id=run.id,
+                                   user=actor.email)
+                except IntegrityError:
+                    problem = f"CVR {p.cvr} was taken by another customer meanwhile"
+            if problem:
+                errors.append({"customer_id": p.customer_id, "message": f"not written: {problem}"})
+            else:
+                written.append(p.customer_id)
+                claimed.add(p.cvr)
     # after the commit: progress writes the runs table on another connection, which SQLite would make wait
     run.progress(len(chosen), len(chosen), f"{len(written)} CVR number(s) written")
     payload = _payload(plan, run, updated=len(written), errors=errors)
