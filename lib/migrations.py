@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,29 +140,14 @@ def _dialect(bind: Engine | Connection) -> str:
     return name
 
 
-class _locked_transaction:
+@contextmanager
+def _locked_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that holds the migration lock: pg_advisory_xact_lock, or SQLite's write lock."""
-
-    def __init__(self, engine: Engine):
-        self.engine = engine
-
-    def __enter__(self) -> Connection:
-        self.conn = self.engine.connect()
-        if _dialect(self.engine) == "sqlite":
-            self.conn.info["write_lock"] = True
-        self.tx = self.conn.begin()
-        if _dialect(self.engine) == "postgresql":
-            self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
-        return self.conn
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                self.tx.commit()
-            else:
-                self.tx.rollback()
-        finally:
-            self.conn.close()
+    _dialect(engine)
+    with write_transaction(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
+        yield conn
 
 
 def _history(conn: Connection, module: str) -> dict[int, dict]:
