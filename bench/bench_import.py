@@ -1,12 +1,16 @@
 """Benchmark the subscription import: a generated 100,000-row export against 20,000 customers on PostgreSQL.
 
-    python bench/bench_import.py [--rows 100000] [--customers 20000]
+    python bench/bench_import.py [--rows 100000] [--customers 20000] [--repeat 1]
 
-Prints how long python-calamine alone needs to read the file into Python rows, how long the importer's
-preview (read, validate, plan) and apply take, their ratio (target: at most 3), and the peak RSS of the
-import (target: under 500 MB). Each measured step runs in its own fresh process (the file is generated
-in this one), so a peak RSS is that step's own. Uses BENCH_DATABASE_URL (default: the local server) with a
-fresh schema, dropped afterwards.
+Prints how long python-calamine alone needs to read the file into Python rows, and against it (ratio; target:
+at most 3) the two ways to preview and apply:
+- one pass: `manage.py import-subscriptions FILE --apply`, which validates, plans and writes chunk by chunk in
+  one transaction while PostgreSQL inserts the previous chunk;
+- two steps: the Import page's preview (read, validate, plan), then its Apply button (write the stored plan).
+Also the peak RSS of each (target: under 500 MB) and a re-import preview of the same file. Each measured step
+runs in its own fresh process (the file is generated in this one), so a peak RSS is that step's own, and each
+import writes into its own fresh schema. Uses BENCH_DATABASE_URL (default: the local server); the schemas
+are dropped afterwards.
 """
 
 from __future__ import annotations
@@ -95,7 +99,7 @@ def peak_rss_mb() -> float:
 def child(step: str, path: str, url: str) -> dict:
     """One measured step in a fresh process, so its peak RSS is the step's own (not the file generator's)."""
     from lib.db import get_engine
-    from lib.subscription_import import apply_plan, plan_import
+    from lib.subscription_import import apply_plan, import_subscriptions, plan_import
     from lib.subscription_rows import read_export
 
     engine = get_engine(url) if url else None
@@ -105,10 +109,13 @@ def child(step: str, path: str, url: str) -> dict:
         rows = CalamineWorkbook.from_path(path).get_sheet_by_name("Abonnementer").to_python()
         out["seconds"] = time.perf_counter() - started
         out["rows"] = len(rows)
+    elif step == "one-pass":
+        _plan, out["result"] = import_subscriptions(engine, path, apply=True, user="bench", role="admin")
+        out["seconds"] = time.perf_counter() - started
     else:
         plan = plan_import(engine, read_export(path))
         out["preview"] = time.perf_counter() - started
-        if step == "import":
+        if step == "two-step":
             started = time.perf_counter()
             out["result"] = apply_plan(engine, plan, user="bench", role="admin")
             out["apply"] = time.perf_counter() - started
@@ -125,22 +132,49 @@ def run_child(step: str, path: Path, url: str = "") -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+class Schemas:
+    """Fresh schemas, each migrated and seeded with the customers; all dropped at the end."""
+
+    def __init__(self, base_url: str, customers: int):
+        self.base_url, self.customers, self.names = base_url, customers, []
+        self.admin = create_engine(base_url)
+
+    def fresh(self) -> str:
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        self.names.append(schema)
+        with self.admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        sep = "&" if "?" in self.base_url else "?"
+        url = f"{self.base_url}{sep}options=-csearch_path%3D{schema}"
+        engine = get_engine(url)
+        migrate_core(engine)
+        seed_customers(engine, self.customers)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE"))
+        dispose_engines()
+        return url
+
+    def drop(self) -> None:
+        dispose_engines()
+        with self.admin.begin() as conn:
+            for schema in self.names:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        self.admin.dispose()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--customers", type=int, default=20_000)
-    parser.add_argument("--child", choices=("calamine", "import", "reimport"), help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=1, help="measure this many times (each in fresh schemas)")
+    parser.add_argument("--child", choices=("calamine", "one-pass", "two-step", "reimport"), help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--url", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.file, args.url)))
         return 0
-    base_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    schemas = Schemas(os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL), args.customers)
     try:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "abonnementer-bench.xlsx"
@@ -148,39 +182,40 @@ def main() -> int:
             generate_export(path, args.rows, args.customers)
             print(f"generated {args.rows:,} rows, {path.stat().st_size / 1e6:.1f} MB in "
                   f"{time.perf_counter() - started:.1f} s (not measured)")
-            sep = "&" if "?" in base_url else "?"
-            url = f"{base_url}{sep}options=-csearch_path%3D{schema}"
-            engine = get_engine(url)
-            migrate_core(engine)
-            seed_customers(engine, args.customers)
-            dispose_engines()
-
-            calamine = run_child("calamine", path)
-            imported = run_child("import", path, url)
-            again = run_child("reimport", path, url)
-
-        result = imported["result"]
-        calamine_s, preview_s, apply_s = calamine["seconds"], imported["preview"], imported["apply"]
-        total = preview_s + apply_s
-        print(f"outcome: rows {result['rows']:,}, created {result['created']:,}, updated {result['updated']:,}, "
-              f"skipped_locked {result['skipped_locked']:,}, unmatched {result['unmatched']:,}, "
-              f"errors {result['errors']:,}")
-        print(f"python-calamine read alone:   {calamine_s:6.2f} s")
-        print(f"preview (read+validate+plan): {preview_s:6.2f} s")
-        print(f"apply (one transaction):      {apply_s:6.2f} s")
-        print(f"preview + apply:              {total:6.2f} s  ratio {total / calamine_s:.2f} (target <= 3)")
-        print(f"re-import preview:            {again['preview']:6.2f} s  (created {again['result']['created']}, "
-              f"unchanged {again['result']['unchanged']:,})")
-        print(f"peak RSS, preview + apply:    {imported['peak_mb']:6.0f} MB (target < 500; the process alone, "
-              f"interpreter and libraries included: {imported['rss_at_start_mb']:.0f} MB at start)")
-        print(f"peak RSS, calamine alone:     {calamine['peak_mb']:6.0f} MB; re-import preview: "
-              f"{again['peak_mb']:.0f} MB")
+            for round_number in range(1, args.repeat + 1):
+                if args.repeat > 1:
+                    print(f"--- run {round_number} of {args.repeat}")
+                measure(path, schemas)
     finally:
-        dispose_engines()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+        schemas.drop()
     return 0
+
+
+def measure(path: Path, schemas: Schemas) -> None:
+    calamine = run_child("calamine", path)
+    one_pass = run_child("one-pass", path, schemas.fresh())
+    two_step_url = schemas.fresh()
+    two_step = run_child("two-step", path, two_step_url)
+    again = run_child("reimport", path, two_step_url)
+
+    result = one_pass["result"]
+    if result != two_step["result"] | {"run_id": result["run_id"]}:
+        raise SystemExit(f"the two ways disagree: {result} against {two_step['result']}")
+    base = calamine["seconds"]
+    preview_s, apply_s = two_step["preview"], two_step["apply"]
+    print(f"outcome: rows {result['rows']:,}, created {result['created']:,}, updated {result['updated']:,}, "
+          f"skipped_locked {result['skipped_locked']:,}, unmatched {result['unmatched']:,}, "
+          f"errors {result['errors']:,}")
+    print(f"python-calamine read alone:         {base:6.2f} s")
+    print(f"one pass (import-subscriptions --apply): {one_pass['seconds']:6.2f} s  ratio "
+          f"{one_pass['seconds'] / base:.2f} (target <= 3)")
+    print(f"two steps (page): preview {preview_s:.2f} s + apply {apply_s:.2f} s = {preview_s + apply_s:.2f} s  "
+          f"ratio {(preview_s + apply_s) / base:.2f}")
+    print(f"re-import preview:                  {again['preview']:6.2f} s  (created {again['result']['created']}, "
+          f"unchanged {again['result']['unchanged']:,})")
+    print(f"peak RSS: one pass {one_pass['peak_mb']:.0f} MB, two steps {two_step['peak_mb']:.0f} MB (target < 500; "
+          f"interpreter and libraries: {one_pass['rss_at_start_mb']:.0f} MB at start); calamine alone "
+          f"{calamine['peak_mb']:.0f} MB; re-import preview {again['peak_mb']:.0f} MB")
 
 
 if __name__ == "__main__":

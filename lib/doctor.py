@@ -205,6 +205,19 @@ def check_runs(engine: Engine, settings: Settings) -> Check:
     return Check("runs", OK, "no run in progress")
 
 
+def check_audit_log(engine: Engine) -> Check:
+    """Every audit entry that names a run names one that exists (`changes.run_id` has no foreign key)."""
+    with engine.connect() as conn:
+        missing, first = conn.execute(text(
+            "SELECT count(*), min(c.run_id) FROM changes c WHERE c.run_id IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = c.run_id)"
+        )).one()
+    if missing:
+        return Check("audit_log", FAIL, f"{missing} audit entries name a run that does not exist (the first: run "
+                                        f"{first}); runs must never be deleted")
+    return Check("audit_log", OK, "every audit entry's run exists")
+
+
 def run_doctor(settings: Settings | None = None) -> Report:
     """Every check in order. exit_code: 2 when the settings or DATABASE_URL are unusable, 1 on any failure."""
     report = Report()
@@ -232,6 +245,7 @@ def run_doctor(settings: Settings | None = None) -> Report:
     report.checks += _guarded("auth", lambda: check_auth(settings))
     if core_ready:
         report.checks += _guarded("runs", lambda: check_runs(engine, settings))
+        report.checks += _guarded("audit_log", lambda: check_audit_log(engine))
     else:
         report.checks.append(Check("runs", WARN, "not checked: the core migrations are not all applied"))
     report.exit_code = 0 if report.ok else 1

@@ -12,9 +12,10 @@ import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
-from python_calamine import CalamineError, CalamineWorkbook
+from python_calamine import CalamineError, CalamineSheet, CalamineWorkbook
 
 from lib.config import get_settings
 from lib.errors import InputError
@@ -160,14 +161,19 @@ def is_blank(cells: Iterable[object]) -> bool:
 
 @dataclass
 class SheetTable:
-    """A sheet's header and data rows, as read; `first_row` is the Excel row number of `rows[0]`."""
+    """A sheet's header and its rows below it, as read; `first_row` is the Excel row number of the first.
+
+    `rows` is an iterator, consumed once, so a large sheet's cells never all exist as Python objects at
+    once; `height` counts the rows below the header (blank and total rows included).
+    """
 
     sheet: str
     header_row: int
     headers: list[str]
     mapping: dict[str, int]
-    rows: list[list] = field(default_factory=list, repr=False)
+    rows: Iterator[list] = field(default_factory=lambda: iter(()), repr=False)
     first_row: int = 0
+    height: int = 0
 
     @property
     def unrecognised(self) -> list[str]:
@@ -175,12 +181,15 @@ class SheetTable:
         return [h for i, h in enumerate(self.headers) if h.strip() and i not in used]
 
 
-def _find_header(rows: Iterator[list], spec: HeaderSpec) -> tuple[int, list] | None:
+def _find_header(rows: Iterator[list], spec: HeaderSpec, scanned: list[list] | None = None) -> tuple[int, list] | None:
+    """The first of the top rows that has the required columns; the rows looked at go into `scanned`."""
     for index, cells in enumerate(rows):
-        if index >= HEADER_SCAN_ROWS:
-            return None
+        if scanned is not None:
+            scanned.append(cells)
         if spec.is_complete(set(map_headers(cells, spec))):
             return index, cells
+        if index + 1 >= HEADER_SCAN_ROWS:
+            return None
     return None
 
 
@@ -211,22 +220,34 @@ def choose_sheet(workbook: CalamineWorkbook, spec: HeaderSpec, sheet: str | None
     raise InputError(f"no sheet has a header row with the required columns ({spec.describe_required})")
 
 
+def sheet_rows(source: CalamineSheet) -> Iterator[list]:
+    """The sheet's rows from Excel row 1 and column A. iter_rows starts at row 1 but at the first used
+    column, so rows are padded when column A is empty (to_python(skip_empty_area=False) does the same)."""
+    rows = iter(source.iter_rows())
+    start = source.start
+    pad = [""] * start[1] if start and start[1] else None
+    return rows if pad is None else ([*pad, *cells] for cells in rows)
+
+
 def read_sheet(workbook: CalamineWorkbook, sheet: str, spec: HeaderSpec,
                columns: dict[str, int | None] | None = None) -> SheetTable:
-    """The header row (first row within the top rows that has the required columns) and every row below it.
+    """The header row (first row within the top rows that has the required columns) and the rows below it.
 
-    `columns` corrects the detected mapping: field → column index, or None to leave a field unread.
+    `columns` corrects the detected mapping: field → column index, or None to leave a field unread. The rows
+    below the header are read as they are consumed; only the rows up to the first data row are read here.
     """
     try:
-        rows = workbook.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
+        source = workbook.get_sheet_by_name(sheet)
+        rows = sheet_rows(source)
     except Exception as exc:  # noqa: BLE001 - a sheet calamine cannot parse is a bad file, whatever the class
         raise InputError(f"sheet {sheet!r} cannot be read ({_first_line(exc)})") from None
-    if not rows or all(is_blank(r) for r in rows):
-        raise InputError(f"sheet {sheet!r} is empty")
-    found = _find_header(iter(rows), spec)
+    scanned: list[list] = []
+    found = _find_header(rows, spec, scanned)
     if found is None and columns:  # mapped by hand: the first non-blank row is the header
-        found = next(((i, r) for i, r in enumerate(rows) if not is_blank(r)), None)
+        found = next(((i, r) for i, r in enumerate(chain(scanned, rows)) if not is_blank(r)), None)
     if found is None:
+        if all(is_blank(r) for r in chain(scanned, rows)):
+            raise InputError(f"sheet {sheet!r} is empty")
         raise InputError(f"sheet {sheet!r} has no header row with the required columns ({spec.describe_required})")
     index, cells = found
     headers = [_header_text(c) for c in cells]
@@ -238,7 +259,14 @@ def read_sheet(workbook: CalamineWorkbook, sheet: str, spec: HeaderSpec,
             mapping[name] = column
     if not spec.is_complete(set(mapping)):
         raise InputError(f"sheet {sheet!r}: the column mapping lacks required columns ({spec.describe_required})")
-    del rows[: index + 1]
-    if not rows or all(is_blank(r) for r in rows):
-        raise InputError(f"sheet {sheet!r} has a header but no data rows")
-    return SheetTable(sheet, index + 1, headers, mapping, rows, index + 2)
+    ahead = scanned[index + 1 :]
+    if all(is_blank(r) for r in ahead):  # read on to the first data row
+        for cells in rows:
+            ahead.append(cells)
+            if not is_blank(cells):
+                break
+        else:
+            raise InputError(f"sheet {sheet!r} has a header but no data rows")
+    end = source.end
+    height = max(0, end[0] + 1 - (index + 1)) if end else len(ahead)
+    return SheetTable(sheet, index + 1, headers, mapping, chain(ahead, rows), index + 2, height)

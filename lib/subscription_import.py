@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 
 from lib import tables
-from lib.audit import copy_insert_rows, update_rows
+from lib.audit import BackgroundInserts, copy_insert_rows, update_rows
 from lib.company_names import normalize_company_name
 from lib.db import write_transaction
 from lib.errors import InputError
@@ -24,9 +24,12 @@ from lib.runs import job_run
 from lib.subscription_rows import (
     CENT,
     SUBSCRIPTION_FIELDS,
+    OpenedExport,
     ParsedExport,
     SubscriptionRow,
     danish_date,
+    iter_rows,
+    open_export,
     paused_gc,
     read_export,
 )
@@ -39,6 +42,8 @@ COUNT_KEYS = {"create": "created", "update": "updated", "unchanged": "unchanged"
 DEFAULTS = {"external_id": None, "sku": None, "unit_price": None, "billing_interval": "monthly", "end_date": None,
             "status": "active", "note": None}
 WRITE_BATCH = 5000
+FIRST_CHUNK_ROWS = 1000  # validated and written first, so the server starts inserting early
+ONE_PASS_CHUNK_ROWS = 2500
 
 ProgressCallback = Callable[[int, int, str], None]
 
@@ -274,56 +279,70 @@ def plan_import(engine: Engine, export: ParsedExport) -> ImportPlan:
 
 
 def _plan_rows(export: ParsedExport, customers: CustomerIndex, subscriptions: SubscriptionIndex) -> list[PlannedRow]:
-    items: list[PlannedRow] = []
-    seen: dict[tuple, int] = {}
-    present = [f for f in SUBSCRIPTION_FIELDS if f in export.fields_present]
-    by_number, by_external = customers.by_number, subscriptions.by_external
-    for row in export.rows:
-        if row.error:
-            items.append(PlannedRow(row.row, "rejected", message=row.error, source=row))
-            continue
-        # the usual row: a known customer number and no CVR to cross-check, so match() could only agree
-        customer_id = by_number.get(row.customer_number) if row.cvr is None else None
-        if customer_id is None:
-            customer_id, outcome, reason = customers.match(row)
-            if customer_id is None:
-                items.append(PlannedRow(row.row, outcome, message=reason, source=row))
+    return Planner(customers, subscriptions, export.fields_present).plan(export.rows)
+
+
+class Planner:
+    """Decides each row's outcome, chunk by chunk; remembers the rows seen so a repeated row is rejected."""
+
+    def __init__(self, customers: CustomerIndex, subscriptions: SubscriptionIndex, fields_present: set[str]):
+        self.customers = customers
+        self.subscriptions = subscriptions
+        self.present = [f for f in SUBSCRIPTION_FIELDS if f in fields_present]
+        self.seen: dict[tuple, int] = {}
+
+    def plan(self, rows: list[SubscriptionRow]) -> list[PlannedRow]:
+        items: list[PlannedRow] = []
+        customers, subscriptions, seen, present = self.customers, self.subscriptions, self.seen, self.present
+        by_number, by_external, locked = customers.by_number, subscriptions.by_external, customers.locked
+        for row in rows:
+            if row.error:
+                items.append(PlannedRow(row.row, "rejected", message=row.error, source=row))
                 continue
-        external_id = row.values.get("external_id")
-        if external_id:
-            existing = by_external.get(external_id)
-            found, identity = ([existing] if existing else []), ("id", external_id)
-        else:
-            found, identity = subscriptions.find(customer_id, row.values)
-        if identity in seen:
-            items.append(PlannedRow(row.row, "rejected", customer_id, source=row,
-                                    message=f"the same subscription as row {seen[identity]}"))
-            continue
-        seen[identity] = row.row
-        if len(found) > 1:
-            items.append(PlannedRow(row.row, "rejected", customer_id, source=row,
-                                    message=f"{len(found)} existing subscriptions of this customer have this product "
-                                            "and start date; add a subscription id"))
-            continue
-        existing = found[0] if found else None
-        if customer_id in customers.locked or (existing and existing["customer_id"] in customers.locked):
-            items.append(PlannedRow(row.row, "skipped_locked", customer_id, existing["id"] if existing else None,
-                                    message=f"{customers.names[customer_id]!r} has its subscriptions locked",
-                                    source=row))
-            continue
-        if existing is None:
-            values = {"customer_id": customer_id, **DEFAULTS, **row.values, "source": SOURCE}
-            items.append(PlannedRow(row.row, "create", customer_id, values=values, source=row))
-            continue
-        wanted = {"customer_id": customer_id, **{f: row.values[f] for f in present}}
-        if not wanted.get("external_id"):
-            wanted.pop("external_id", None)  # a row without an id never clears one
-        changed = {f: v for f, v in wanted.items() if not _same(existing.get(f), v)}
-        if changed:
-            items.append(PlannedRow(row.row, "update", customer_id, existing["id"], changed, existing, source=row))
-        else:
-            items.append(PlannedRow(row.row, "unchanged", customer_id, existing["id"], source=row))
-    return items
+            # the usual row: a known customer number and no CVR to cross-check, so match() could only agree
+            customer_id = by_number.get(row.customer_number) if row.cvr is None else None
+            if customer_id is None:
+                customer_id, outcome, reason = customers.match(row)
+                if customer_id is None:
+                    items.append(PlannedRow(row.row, outcome, message=reason, source=row))
+                    continue
+            external_id = row.values.get("external_id")
+            if external_id:  # the identity is the id itself (natural keys are tuples: they never clash)
+                identity = external_id
+                existing = by_external.get(external_id)
+            else:
+                found, identity = subscriptions.find(customer_id, row.values)
+                if len(found) > 1 and identity not in seen:
+                    seen[identity] = row.row
+                    items.append(PlannedRow(row.row, "rejected", customer_id, source=row,
+                                            message=f"{len(found)} existing subscriptions of this customer have "
+                                                    "this product and start date; add a subscription id"))
+                    continue
+                existing = found[0] if found else None
+            if identity in seen:
+                items.append(PlannedRow(row.row, "rejected", customer_id, source=row,
+                                        message=f"the same subscription as row {seen[identity]}"))
+                continue
+            seen[identity] = row.row
+            if customer_id in locked or (existing is not None and existing["customer_id"] in locked):
+                items.append(PlannedRow(row.row, "skipped_locked", customer_id, existing["id"] if existing else None,
+                                        message=f"{customers.names[customer_id]!r} has its subscriptions locked",
+                                        source=row))
+                continue
+            if existing is None:
+                values = {"customer_id": customer_id, **DEFAULTS, **row.values, "source": SOURCE}
+                items.append(PlannedRow(row.row, "create", customer_id, None, values, None, None, row))
+                continue
+            wanted = {"customer_id": customer_id, **{f: row.values[f] for f in present}}
+            if not wanted.get("external_id"):
+                wanted.pop("external_id", None)  # a row without an id never clears one
+            changed = {f: v for f, v in wanted.items() if not _same(existing.get(f), v)}
+            if changed:
+                items.append(PlannedRow(row.row, "update", customer_id, existing["id"], changed, existing,
+                                        source=row))
+            else:
+                items.append(PlannedRow(row.row, "unchanged", customer_id, existing["id"], source=row))
+        return items
 
 
 # --- apply ------------------------------------------------------------------------------------------------------
@@ -372,10 +391,57 @@ def apply_plan(engine: Engine, plan: ImportPlan, *, user: str, role: str,
 def import_subscriptions(engine: Engine, source: Path | str | bytes, *, file_name: str | None = None,
                          sheet: str | None = None, apply: bool = False, user: str = "system", role: str = "viewer",
                          on_progress: ProgressCallback | None = None) -> tuple[ImportPlan, dict]:
-    """Read, plan and (with `apply`) write; returns the plan and the summary (interface.md JSON keys)."""
+    """Read, plan and (with `apply`) write; returns the plan and the summary (interface.md JSON keys).
+
+    With `apply` the preview and the apply are one pass (`import_in_one_pass`); the result is what
+    `apply_plan` after `plan_import` writes.
+    """
     if apply:
         require_role(role, "operator", "import subscriptions")
+        opened = open_export(source, file_name=file_name, sheet=sheet)
+        return import_in_one_pass(engine, opened, user=user, role=role, on_progress=on_progress)
     plan = plan_import(engine, read_export(source, file_name=file_name, sheet=sheet))
-    if not apply:
-        return plan, plan.summary()
-    return plan, apply_plan(engine, plan, user=user, role=role, on_progress=on_progress)
+    return plan, plan.summary()
+
+
+def import_in_one_pass(engine: Engine, opened: OpenedExport, *, user: str, role: str,
+                       on_progress: ProgressCallback | None = None) -> tuple[ImportPlan, dict]:
+    """Validate, plan and write an opened export chunk by chunk in one transaction, as one run.
+
+    The plan is made inside the writing transaction, so nothing can change between plan and write. On
+    PostgreSQL each chunk's new subscriptions are written on a second thread (`BackgroundInserts`) while
+    the next chunk is validated and planned: the server's inserting and Python's validating overlap.
+    """
+    require_role(role, "operator", "import subscriptions")
+    table = opened.table
+    total = table.height
+    rows: list[SubscriptionRow] = []
+    items: list[PlannedRow] = []
+    with job_run(engine, KIND, user=user, dry_run=False,
+                 parameters={"file": opened.file_name, "sheet": table.sheet}) as run:
+
+        def report(done: int, message: str) -> None:
+            if on_progress:
+                on_progress(done, total, message)
+
+        with paused_gc(), write_transaction(engine) as conn:
+            snapshot = _snapshot(conn)
+            customers = CustomerIndex(conn)
+            planner = Planner(customers, SubscriptionIndex(conn), set(table.mapping))
+            with BackgroundInserts(conn, "subscriptions", run_id=run.id, user=user) as inserts:
+                for chunk in iter_rows(table, ONE_PASS_CHUNK_ROWS, first_chunk=FIRST_CHUNK_ROWS):
+                    planned = planner.plan(chunk)
+                    rows.extend(chunk)
+                    items.extend(planned)
+                    creates = [i.values for i in planned if i.outcome == "create"]
+                    if creates:
+                        inserts.put(creates)
+                    report(len(items), f"planned {len(items):,} rows, {inserts.written:,} subscriptions created so far")
+            updates = [(i.subscription_id, i.current, i.values) for i in items if i.outcome == "update"]
+            for start in range(0, len(updates), WRITE_BATCH):
+                update_rows(conn, "subscriptions", updates[start : start + WRITE_BATCH], run_id=run.id, user=user)
+                report(total, f"updated {min(start + WRITE_BATCH, len(updates)):,} of {len(updates):,} subscriptions")
+        plan = ImportPlan(opened.parsed(rows), items, customers.names, snapshot)
+        run.finish(plan.stats())
+        report(total, "done")
+    return plan, plan.summary(run_id=run.id, dry_run=False)

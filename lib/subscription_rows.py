@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
-from itertools import repeat
+from itertools import islice, repeat
+from operator import itemgetter
 from pathlib import Path
 
 from lib.cvr import InvalidCVR, validate_cvr
@@ -22,6 +23,7 @@ from lib.excel_reader import (
     map_headers,
     open_workbook,
     read_sheet,
+    sheet_rows,
 )
 
 PREFERRED_SHEET = "Abonnementer"
@@ -422,33 +424,51 @@ def parse_row(row_number: int, cells: list, mapping: dict[str, int]) -> Subscrip
 
 
 _PROBLEM = object()  # a cell its parser rejected: the row goes to parse_row for every reason
+VALIDATE_CHUNK_ROWS = 5000
+_CACHE_LIMIT = 200_000  # distinct cells remembered per column (subscription ids are all distinct)
 
 
-def _parse_column(values: list | tuple, parser: Callable[[object], object]) -> list:
-    """`parser` over one column, each distinct cell parsed once (exports repeat products, dates, prices)."""
-    kinds = set(map(type, values))
-    distinct = set(values)
-    if bool in kinds or (int in kinds and float in kinds) or (float in kinds and 0.0 in distinct):
-        # True == 1 == 1.0 and -0.0 == 0.0 would share one parse: keep such columns cell by cell
-        distinct = None
-    if distinct is not None:
-        if parser is _text and kinds == {str}:
-            parsed = {value: value.strip() or None for value in distinct}
+def _shareable(kinds: set[type], distinct: set) -> bool:
+    """Whether equal cells may share one parse: True == 1 == 1.0 and -0.0 == 0.0 may not."""
+    return not (bool in kinds or (int in kinds and float in kinds) or (float in kinds and 0.0 in distinct))
+
+
+class _ColumnParser:
+    """`parser` over one column, chunk by chunk: each distinct cell is parsed once for the whole sheet
+    (exports repeat products, dates, prices)."""
+
+    __slots__ = ("kinds", "parsed", "parser")
+
+    def __init__(self, parser: Callable[[object], object]):
+        self.parser = parser
+        self.parsed: dict = {}
+        self.kinds: set[type] = set()
+
+    def __call__(self, values: list | tuple) -> list:
+        kinds = set(map(type, values))
+        distinct = set(values)
+        if not _shareable(kinds, distinct):  # keep such a chunk cell by cell
+            return [self._one(value) for value in values]
+        if not kinds <= self.kinds:
+            merged = self.kinds | kinds
+            if not _shareable(merged, distinct):
+                self.parsed, merged = {}, kinds
+            self.kinds = merged
+        if len(self.parsed) > _CACHE_LIMIT:
+            self.parsed = {}
+        parsed = self.parsed
+        missing = distinct.difference(parsed) if parsed else distinct
+        if self.parser is _text and kinds == {str}:
+            parsed.update({value: value.strip() or None for value in missing})
         else:
-            parsed = {}
-            for value in distinct:
-                try:
-                    parsed[value] = parser(value)
-                except RowProblem:
-                    parsed[value] = _PROBLEM
+            parsed.update({value: self._one(value) for value in missing})
         return list(map(parsed.__getitem__, values))
-    out = []
-    for value in values:
+
+    def _one(self, value: object) -> object:
         try:
-            out.append(parser(value))
+            return self.parser(value)
         except RowProblem:
-            out.append(_PROBLEM)
-    return out
+            return _PROBLEM
 
 
 def _start_date(value: object) -> date | None:
@@ -475,47 +495,89 @@ def _positions(values: list, bad: object) -> list[int]:
     return [i for i, v in enumerate(values) if v is bad] if bad in values else []
 
 
-def parse_rows(table: SheetTable) -> list[SubscriptionRow]:
-    """Every data row of the table (blank and total rows left out), validated.
+class RowValidator:
+    """Validates a sheet's rows chunk by chunk (blank and total rows left out), column by column.
 
-    Column by column: each column's distinct cells go through their parser once; a row with any problem
-    is validated again by `parse_row`, which collects every reason.
+    Each column's distinct cells go through their parser once for the whole sheet; a row with any
+    problem is validated again by `parse_row`, which collects every reason.
     """
-    mapping = table.mapping
-    product_column = mapping["product"]
-    width = max(mapping.values()) + 1
-    numbers: list[int] = []
-    cells: list[list] = []
-    for offset, row in enumerate(table.rows):
-        if not _is_data(row[product_column] if product_column < len(row) else None) and (
-                is_blank(row) or _is_total_row(row, product_column)):
-            continue
-        numbers.append(table.first_row + offset)
-        cells.append(row if len(row) >= width else [*row, *([None] * (width - len(row)))])
-    if not cells:
-        return []
-    # one transpose in C instead of a pass over the rows per column; rows are at least `width` long
-    columns = list(zip(*cells, strict=False))
-    parsed = {name: _parse_column(columns[col], _COLUMN_PARSERS[name]) for name, col in mapping.items()}
-    bad: set[int] = set()
-    for values in parsed.values():
-        bad.update(_positions(values, _PROBLEM))
-    for name in ("product", "start_date"):
-        bad.update(_positions(parsed[name], None))
-    nobody = [None] * len(cells)
-    keys = [parsed.get(k, nobody) for k in CUSTOMER_KEYS]
-    suspects = _positions(keys[0], None) if "customer_number" in parsed else range(len(cells))
-    bad.update(i for i in suspects if keys[0][i] is None and keys[1][i] is None and keys[2][i] is None)
-    if "end_date" in parsed:
-        starts = parsed["start_date"]
-        bad.update(i for i, end in enumerate(parsed["end_date"]) if end is not None and end is not _PROBLEM
-                   and starts[i].__class__ is date and end < starts[i])
-    fields = [f for f in SUBSCRIPTION_FIELDS if f in parsed]
-    values = map(dict, map(zip, repeat(fields), zip(*(parsed[f] for f in fields), strict=True)))
-    out = list(map(SubscriptionRow, numbers, *keys, values))
-    for i in bad:
-        out[i] = parse_row(numbers[i], cells[i], mapping)
-    return out
+
+    def __init__(self, mapping: dict[str, int]):
+        self.mapping = mapping
+        self.product_column = mapping["product"]
+        self.width = max(mapping.values()) + 1
+        self.columns = {name: _ColumnParser(_COLUMN_PARSERS[name]) for name in mapping}
+        self._products: dict[str, bool] = {}
+
+    def validate(self, raw_rows: list[list], first_row: int) -> list[SubscriptionRow]:
+        """The data rows among `raw_rows`, whose first is Excel row `first_row`, validated."""
+        product_column, width = self.product_column, self.width
+        if raw_rows and min(map(len, raw_rows)) > product_column and all(
+                map(self._is_data, map(itemgetter(product_column), raw_rows))):
+            # the usual chunk: every row has a product (no blank or total rows)
+            numbers = list(range(first_row, first_row + len(raw_rows)))
+            cells = raw_rows if min(map(len, raw_rows)) >= width else [
+                row if len(row) >= width else [*row, *([None] * (width - len(row)))] for row in raw_rows]
+            return self._validate(numbers, cells)
+        numbers = []
+        cells = []
+        for offset, row in enumerate(raw_rows):
+            if not _is_data(row[product_column] if product_column < len(row) else None) and (
+                    is_blank(row) or _is_total_row(row, product_column)):
+                continue
+            numbers.append(first_row + offset)
+            cells.append(row if len(row) >= width else [*row, *([None] * (width - len(row)))])
+        return self._validate(numbers, cells) if cells else []
+
+    def _is_data(self, product: object) -> bool:
+        known = self._products.get(product) if product.__class__ is str else None
+        if known is None:
+            known = _is_data(product)
+            if product.__class__ is str and len(self._products) < _CACHE_LIMIT:
+                self._products[product] = known
+        return known
+
+    def _validate(self, numbers: list[int], cells: list[list]) -> list[SubscriptionRow]:
+        # one transpose in C instead of a pass over the rows per column; rows are at least `width` long
+        columns = list(zip(*cells, strict=False))
+        parsed = {name: self.columns[name](columns[col]) for name, col in self.mapping.items()}
+        bad: set[int] = set()
+        for values in parsed.values():
+            bad.update(_positions(values, _PROBLEM))
+        for name in ("product", "start_date"):
+            bad.update(_positions(parsed[name], None))
+        nobody = [None] * len(cells)
+        keys = [parsed.get(k, nobody) for k in CUSTOMER_KEYS]
+        suspects = _positions(keys[0], None) if "customer_number" in parsed else range(len(cells))
+        bad.update(i for i in suspects if keys[0][i] is None and keys[1][i] is None and keys[2][i] is None)
+        if "end_date" in parsed:
+            starts = parsed["start_date"]
+            bad.update(i for i, end in enumerate(parsed["end_date"]) if end is not None and end is not _PROBLEM
+                       and starts[i].__class__ is date and end < starts[i])
+        fields = [f for f in SUBSCRIPTION_FIELDS if f in parsed]
+        values = map(dict, map(zip, repeat(fields), zip(*(parsed[f] for f in fields), strict=True)))
+        out = list(map(SubscriptionRow, numbers, *keys, values))
+        for i in bad:
+            out[i] = parse_row(numbers[i], cells[i], self.mapping)
+        return out
+
+
+def iter_rows(table: SheetTable, chunk: int = VALIDATE_CHUNK_ROWS, *,
+              first_chunk: int | None = None) -> Iterator[list[SubscriptionRow]]:
+    """The table's data rows, validated, a chunk of raw rows at a time (so a caller can write while the next
+    chunk is validated, and the raw cells of one chunk at a time exist); `first_chunk` rows come first."""
+    validator = RowValidator(table.mapping)
+    first_row = table.first_row
+    size = first_chunk or chunk
+    while raw := list(islice(table.rows, size)):
+        yield validator.validate(raw, first_row)
+        first_row += len(raw)
+        size = chunk
+
+
+def parse_rows(table: SheetTable) -> list[SubscriptionRow]:
+    """Every data row of the table (blank and total rows left out), validated."""
+    return [row for rows in iter_rows(table) for row in rows]
 
 
 @contextmanager
@@ -531,9 +593,22 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def read_export(source: Path | str | bytes, *, file_name: str | None = None, sheet: str | None = None,
-                columns: dict[str, int | None] | None = None) -> ParsedExport:
-    """Open, pick the sheet, map the columns, validate every row. Bad files raise InputError (nothing read)."""
+@dataclass
+class OpenedExport:
+    """A sheet read and its header mapped, its rows not yet validated: what `read_export` validates."""
+
+    file_name: str
+    sheet_names: list[str]
+    table: SheetTable
+
+    def parsed(self, rows: list[SubscriptionRow]) -> ParsedExport:
+        t = self.table
+        return ParsedExport(self.file_name, t.sheet, self.sheet_names, t.header_row, t.headers, t.mapping, rows)
+
+
+def open_export(source: Path | str | bytes, *, file_name: str | None = None, sheet: str | None = None,
+                columns: dict[str, int | None] | None = None) -> OpenedExport:
+    """Open, pick the sheet, map the columns. Bad files raise InputError (nothing read)."""
     name = file_name or (Path(source).name if not isinstance(source, bytes) else "upload.xlsx")
     workbook = open_workbook(source, name)
     try:
@@ -542,10 +617,16 @@ def read_export(source: Path | str | bytes, *, file_name: str | None = None, she
         sheet_names = list(workbook.sheet_names)
     finally:
         workbook.close()
+    return OpenedExport(name, sheet_names, table)
+
+
+def read_export(source: Path | str | bytes, *, file_name: str | None = None, sheet: str | None = None,
+                columns: dict[str, int | None] | None = None) -> ParsedExport:
+    """Open, pick the sheet, map the columns, validate every row. Bad files raise InputError (nothing read)."""
+    opened = open_export(source, file_name=file_name, sheet=sheet, columns=columns)
     with paused_gc():
-        rows = parse_rows(table)
-    table.rows = []  # the raw cells are no longer needed; keep memory bounded
-    return ParsedExport(name, chosen, sheet_names, table.header_row, table.headers, table.mapping, rows)
+        rows = parse_rows(opened.table)
+    return opened.parsed(rows)
 
 
 def header_candidates(source: Path | str | bytes, *, file_name: str | None = None,
@@ -559,7 +640,7 @@ def header_candidates(source: Path | str | bytes, *, file_name: str | None = Non
             (n for n in names if n.strip().casefold() == PREFERRED_SHEET.casefold()), names[0] if names else "")
         headers: list[str] = []
         if chosen:
-            for cells in workbook.get_sheet_by_name(chosen).to_python(skip_empty_area=False):
+            for cells in sheet_rows(workbook.get_sheet_by_name(chosen)):
                 if not is_blank(cells):
                     headers = [_text(c) or "" for c in cells]
                     break

@@ -210,3 +210,21 @@ def test_stale_runs_are_reported(engine, capsys):
     assert f"economic-relink run {dead.id}" in check["message"] and "is gone" in check["message"]
     assert f"crm-sync run {remote.id}" in check["message"] and "no heartbeat since" in check["message"]
     assert f"cvr-lookup run {alive.id}" not in check["message"]
+
+
+def test_audit_entries_whose_run_is_missing_fail(engine, capsys):
+    """`changes.run_id` has no foreign key (migration 007): the doctor is what notices a deleted run."""
+    run = start_run(engine, "import-subscriptions", user="ann")
+    run.finish()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO changes (run_id, table_name, row_id, action, field, changed_by) "
+                          "VALUES (:r, 'customers', 1, 'update', 'name', 'ann')"), {"r": run.id})
+    code, report = doctor(capsys)
+    assert by_name(report)["audit_log"]["status"] == "ok"
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO changes (run_id, table_name, row_id, action, field, changed_by) "
+                          "VALUES (:r, 'customers', 1, 'update', 'name', 'ann')"), {"r": run.id + 1000})
+    code, report = doctor(capsys)
+    check = by_name(report)["audit_log"]
+    assert code == 1 and check["status"] == "fail"
+    assert check["message"].startswith(f"1 audit entries name a run that does not exist (the first: run {run.id + 1000})")

@@ -259,3 +259,23 @@ def test_equal_cells_of_different_types_are_parsed_apart(tmp_path):
     assert second.error == "quantity True is not a number"
     assert str(second.values["unit_price"]) == "-0.00"
     assert third.values["quantity"] == 1 and third.values["unit_price"] == Decimal("2.50")
+
+
+def test_a_sheet_that_starts_in_a_later_column_and_row_keeps_its_columns_and_row_numbers(tmp_path):
+    """The reader streams rows; calamine starts them at the first used column, the reader pads them back."""
+    header = ["Kundenr", "Kunde", "Produkt", "Antal", "Startdato"]
+    rows = [[], [], [None, None, *header], [None, None, 1001, "Nordlys", "Backup", 2, "01-02-2024"],
+            [None, None, 1002, None, "Hosting", 1, date(2024, 3, 4)]]
+    export = read_export(write_xlsx(tmp_path / "offset.xlsx", {"Abonnementer": rows}))
+    assert (export.header_row, export.mapping["product"]) == (3, 4)
+    assert [(r.row, r.customer_number, r.values["product"], r.values["start_date"]) for r in export.rows] == [
+        (4, 1001, "Backup", date(2024, 2, 1)), (5, 1002, "Hosting", date(2024, 3, 4))]
+
+
+def test_header_found_after_blank_rows_and_data_after_blank_rows(tmp_path):
+    header = ["Kundenr", "Produkt", "Antal", "Startdato"]
+    rows = [[None], ["Rapport"], [], header, [], [], [1001, "Backup", 1, "01-01-2024"]]
+    export = read_export(write_xlsx(tmp_path / "gaps.xlsx", {"Abonnementer": rows}))
+    assert export.header_row == 4 and [r.row for r in export.rows] == [7]
+    with pytest.raises(InputError, match="^sheet 'Abonnementer' has a header but no data rows$"):
+        read_export(write_xlsx(tmp_path / "none.xlsx", {"Abonnementer": [*rows[:6], [None, "  "]]}))

@@ -183,3 +183,35 @@ def test_concurrent_migrate_applies_each_file_once(db_url, tmp_path):
     assert sum(int(out.decode().strip()) for out, _ in results) == 2
     engine = get_engine(db_url)
     assert [(r.version, bool(r.success)) for r in history(engine, "race")] == [(1, True), (2, True)]
+
+
+def test_007_drops_the_audit_logs_foreign_key_and_keeps_every_entry(db_url, tmp_path):
+    """Upgrading an installation at 006: the entries, their ids and the indexes survive (SQLite rebuilds the
+    table), and an entry may then name a run that is not (yet) there."""
+    engine = get_engine(db_url)
+    before = tmp_path / "until-006"
+    before.mkdir()
+    for path in sorted((ROOT / "migrations").glob("*.sql")):
+        if path.name < "007":
+            (before / path.name).write_bytes(path.read_bytes())
+    migrate(engine, before)
+    with engine.begin() as conn:
+        run_id = conn.execute(text("INSERT INTO runs (kind) VALUES ('test') RETURNING id")).scalar_one()
+        for n in range(3):
+            conn.execute(text("INSERT INTO changes (run_id, table_name, row_id, action, field, new_value) "
+                              "VALUES (:r, 'customers', :n, 'update', 'name', :v)"), {"r": run_id, "n": n, "v": f'"{n}"'})
+    with pytest.raises(Exception), engine.begin() as conn:  # noqa: B017 - driver-specific IntegrityError
+        conn.execute(text("INSERT INTO changes (run_id, table_name, row_id, action, field) "
+                          "VALUES (:r, 'customers', 9, 'update', 'name')"), {"r": run_id + 1})
+    with engine.connect() as conn:
+        entries = conn.execute(text("SELECT id, run_id, row_id, new_value FROM changes ORDER BY id")).all()
+
+    assert [f.version for f in migrate_core(engine)] == [7]
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT id, run_id, row_id, new_value FROM changes ORDER BY id")).all() == entries
+        conn.execute(text("INSERT INTO changes (run_id, table_name, row_id, action, field) "
+                          "VALUES (:r, 'customers', 9, 'update', 'name')"), {"r": run_id + 1})
+        new_id = conn.execute(text("SELECT max(id) FROM changes")).scalar_one()
+    assert new_id > entries[-1][0]
+    assert not inspect(engine).get_foreign_keys("changes")
+    assert {i["name"] for i in inspect(engine).get_indexes("changes")} >= {"changes_run", "changes_row"}

@@ -244,3 +244,94 @@ def test_created_rows_are_logged_like_audit_insert_rows(engine, tmp_path):
         logged = conn.execute(text("SELECT action, field, old_value, new_value, changed_by FROM changes "
                                    "WHERE run_id = :r"), {"r": result["run_id"]}).one()
     assert tuple(logged) == ("insert", "*", None, encode_value(expected), ADMIN["user"])
+
+
+def _small_batches(monkeypatch) -> None:
+    """Chunks and COPY batches of a few rows, so a small file goes through many of them (and the writer
+    thread on PostgreSQL)."""
+    from lib import audit, subscription_import
+
+    monkeypatch.setattr(subscription_import, "FIRST_CHUNK_ROWS", 3)
+    monkeypatch.setattr(subscription_import, "ONE_PASS_CHUNK_ROWS", 7)
+    monkeypatch.setattr(audit, "FIRST_BATCH_ROWS", 2)
+    monkeypatch.setattr(audit, "BACKGROUND_BATCH_ROWS", 10)
+
+
+def _run_entries(engine, run_id: int) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(
+            "SELECT action, field, old_value, new_value, changed_by FROM changes WHERE run_id = :r ORDER BY id"),
+            {"r": run_id})]
+
+
+def test_one_pass_apply_writes_what_preview_then_apply_writes(engine, tmp_path, monkeypatch):
+    """`--apply` validates, plans and writes chunk by chunk; the result must be the page's preview-then-apply,
+    for every outcome: create, update, unchanged, locked, unmatched, rejected, repeated rows."""
+    _small_batches(monkeypatch)
+    ids = seed_sample_customers(engine)
+    locked = create_customer(engine, {"name": "Låst ApS", "economic_customer_number": 1009}, user="seed")
+    base = [HEADER] + [[1001 + n % 3, None, None, f"B-{n}", f"Produkt {n % 5}", 1 + n % 4, 100 + n, "Måned",
+                        "01-01-2024", "Aktiv"] for n in range(30)]
+    base.append([1009, None, None, "L-1", "Låst", 1, 1, "År", "01-01-2024", "Aktiv"])
+    import_subscriptions(engine, write_xlsx(tmp_path / "base.xlsx", {"Abonnementer": base}), apply=True, **ADMIN)
+    set_subscriptions_locked(engine, locked, True, user="seed")
+    rows = [HEADER]
+    for n in range(60):
+        kind = n % 10
+        if kind == 0:
+            rows.append([1001, None, None, f"B-{n % 30}", f"Produkt {n % 5}", 9, "1.234,50", "Kvartal", "01-01-2024",
+                         "Opsagt"])  # an update
+        elif kind == 1:
+            rows.append([1009, None, None, f"L-{n}", "Låst", 1, 1, "År", "01-01-2024", "Aktiv"])  # locked customer
+        elif kind == 2:
+            rows.append([4242, None, None, f"U-{n}", "Ukendt", 1, 1, "År", "01-01-2024", "Aktiv"])  # unmatched
+        elif kind == 3:
+            rows.append([1002, None, None, f"X-{n}", "Fejl", -1, "tolv", "Ugentlig", "32-01-2024", "Aktiv"])  # bad
+        elif kind == 4:
+            rows.append(list(rows[-5]) if n > 10 else [1003, None, None, "D-1", "Dobbelt", 1, 1, "År", "01-01-2024",
+                                                       "Aktiv"])  # repeats a row that creates
+        else:
+            rows.append([1001 + n % 3, "Nogen", None, f"N-{n}", f"Nyt {n}", n, n * 10.5, "Halvår",
+                         date(2024, 1 + n % 12, 1), "Aktiv"])  # a create
+    rows += [[], [None, "I alt"]]
+    path = write_xlsx(tmp_path / "new.xlsx", {"Abonnementer": rows})
+    start = subscriptions(engine)
+
+    plan, one_pass = import_subscriptions(engine, path, apply=True, **ADMIN)
+    after_one_pass, entries = subscriptions(engine), _run_entries(engine, one_pass["run_id"])
+    undo_run(engine, one_pass["run_id"], user=ADMIN["user"], role="operator")
+    assert sorted(subscriptions(engine), key=repr) == sorted(start, key=repr)
+    two_step = apply_plan(engine, plan_import(engine, read_export(path)), **ADMIN)
+
+    assert {k: v for k, v in one_pass.items() if k != "run_id"} == {k: v for k, v in two_step.items() if k != "run_id"}
+    assert (one_pass["created"], one_pass["updated"], one_pass["skipped_locked"], one_pass["unmatched"]) == (31, 3, 6, 6)
+    assert sum("the same subscription as row" in e["message"] for e in one_pass["errors"]) == 5 + 3
+    assert sorted(subscriptions(engine), key=repr) == sorted(after_one_pass, key=repr)
+    assert _run_entries(engine, two_step["run_id"]) == entries
+    changed_fields = sum(len(i.changes) for i in plan.items if i.outcome == "update")
+    assert changed_fields >= 3 * 4 and len(entries) == 31 + changed_fields  # whole-row per create, one per field
+    assert ids[1001] in {s["customer_id"] for s in after_one_pass}
+    assert get_run(engine, one_pass["run_id"])["stats"]["created"] == 31
+    assert len(plan.items) == 60
+
+
+def test_one_pass_apply_that_fails_midway_writes_nothing(engine, tmp_path, monkeypatch):
+    """A batch the database refuses after earlier batches went in: the whole import rolls back and its run
+    is recorded as failed, with the reason."""
+    _small_batches(monkeypatch)
+    seed_sample_customers(engine)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE subscriptions ADD CONSTRAINT test_small_quantity CHECK (quantity < 50)"))
+        else:
+            conn.execute(text("CREATE TRIGGER test_small_quantity BEFORE INSERT ON subscriptions "
+                              "WHEN NEW.quantity >= 50 BEGIN SELECT RAISE(ABORT, 'test_small_quantity'); END"))
+    rows = [HEADER] + [[1001, None, None, f"Q-{n}", "Produkt", 1 if n < 40 else 60, 10, "Måned", "01-01-2024",
+                        "Aktiv"] for n in range(41)]
+    before = counts(engine)
+    with pytest.raises(Exception, match="test_small_quantity"):  # noqa: B017 - the driver's IntegrityError
+        import_subscriptions(engine, write_xlsx(tmp_path / "q.xlsx", {"Abonnementer": rows}), apply=True, **ADMIN)
+    after = counts(engine)
+    assert (after["subscriptions"], after["changes"]) == (before["subscriptions"], before["changes"])
+    failed = list_runs(engine, kind="import-subscriptions")[0]
+    assert failed["status"] == "failed" and "test_small_quantity" in failed["error"]
