@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
+from itertools import repeat
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -207,6 +209,7 @@ def _keys(row: SubscriptionRow) -> str:
 _SUB_COLUMNS = ("id", "customer_id", *SUBSCRIPTION_FIELDS, "source")
 
 
+@lru_cache(maxsize=65536)  # products and SKUs repeat across thousands of subscriptions
 def _fold(text: str | None) -> str:
     return " ".join(text.casefold().split()) if text else ""
 
@@ -219,8 +222,7 @@ class SubscriptionIndex:
         self.by_external: dict[str, dict] = {}
         self.by_natural: dict[tuple, list[dict]] = {}
         result = conn.execute(select(*(s.c[c] for c in _SUB_COLUMNS)))
-        for row in result:
-            sub = dict(zip(_SUB_COLUMNS, row, strict=True))
+        for sub in map(dict, map(zip, repeat(_SUB_COLUMNS), result)):
             if sub["external_id"] is not None and sub["source"] == SOURCE:
                 self.by_external[sub["external_id"]] = sub
             for key in _natural_keys(sub["customer_id"], sub["sku"], sub["product"], sub["start_date"]):
