@@ -383,7 +383,7 @@ class BulkInserter:
 
 
 SWITCH_INTERVAL_S = 0.0005
-BACKGROUND_BATCH_ROWS = 5_000  # larger COPY statements cost the server less each, but the last one is waited for
+BACKGROUND_BATCH_ROWS = 10_000  # larger COPY statements cost the server less each, but the last one is waited for
 FIRST_BATCH_ROWS = 500  # small first batches, doubling: the server gets to work early
 
 

@@ -419,14 +419,14 @@ def import_in_one_pass(engine: Engine, opened: OpenedExport, *, user: str, role:
     total = table.height
     rows: list[SubscriptionRow] = []
     items: list[PlannedRow] = []
-    with job_run(engine, KIND, user=user, dry_run=False,
-                 parameters={"file": opened.file_name, "sheet": table.sheet}) as run:
+    with paused_gc(), job_run(engine, KIND, user=user, dry_run=False,
+                              parameters={"file": opened.file_name, "sheet": table.sheet}) as run:
 
         def report(done: int, message: str) -> None:
             if on_progress:
                 on_progress(done, total, message)
 
-        with paused_gc(), write_transaction(engine) as conn:
+        with write_transaction(engine) as conn:
             snapshot = _snapshot(conn)
             customers = CustomerIndex(conn)
             planner = Planner(customers, SubscriptionIndex(conn), set(table.mapping))
@@ -446,4 +446,5 @@ def import_in_one_pass(engine: Engine, opened: OpenedExport, *, user: str, role:
         plan = ImportPlan(opened.parsed(rows), items, customers.names, snapshot)
         run.finish(plan.stats())
         report(total, "done")
-    return plan, plan.summary(run_id=run.id, dry_run=False)
+        summary = plan.summary(run_id=run.id, dry_run=False)
+    return plan, summary

@@ -583,13 +583,20 @@ def parse_rows(table: SheetTable) -> list[SubscriptionRow]:
 @contextmanager
 def paused_gc() -> Iterator[None]:
     """No cyclic garbage collection inside: building 100,000 rows would otherwise trigger collections that
-    walk every cell of the sheet again and again (a third of the validation time); nothing here makes cycles."""
+    walk every cell of the sheet again and again (a third of the validation time); nothing here makes cycles.
+
+    On leaving, what was made inside goes straight to the oldest generation (freeze, then unfreeze), as
+    collections would have promoted it: the rows are still in use, so scanning them once more in the
+    young generations (≈ 0.1 s for 100,000 rows) would only find them alive.
+    """
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if enabled:
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()
 
 
