@@ -434,18 +434,26 @@ def _shareable(kinds: set[type], distinct: set) -> bool:
 
 
 class _ColumnParser:
-    """`parser` over one column, chunk by chunk: each distinct cell is parsed once for the whole sheet
-    (exports repeat products, dates, prices)."""
+    """`parser` over one column, chunk by chunk. Where cells repeat (products, dates, intervals, statuses),
+    each distinct cell is parsed once for the whole sheet; where they mostly do not (subscription ids,
+    prices), remembering them costs more than parsing, so after a chunk that shows it, cells are parsed as
+    they come. Text is only stripped, which is cheaper than looking it up."""
 
-    __slots__ = ("kinds", "parsed", "parser")
+    __slots__ = ("chunks", "direct", "kinds", "parsed", "parser")
 
     def __init__(self, parser: Callable[[object], object]):
         self.parser = parser
         self.parsed: dict = {}
         self.kinds: set[type] = set()
+        self.direct = False
+        self.chunks = 0
 
     def __call__(self, values: list | tuple) -> list:
         kinds = set(map(type, values))
+        if self.parser is _text and kinds == {str}:
+            return [value.strip() or None for value in values]
+        if self.direct:
+            return [self._one(value) for value in values]
         distinct = set(values)
         if not _shareable(kinds, distinct):  # keep such a chunk cell by cell
             return [self._one(value) for value in values]
@@ -458,10 +466,10 @@ class _ColumnParser:
             self.parsed = {}
         parsed = self.parsed
         missing = distinct.difference(parsed) if parsed else distinct
-        if self.parser is _text and kinds == {str}:
-            parsed.update({value: value.strip() or None for value in missing})
-        else:
-            parsed.update({value: self._one(value) for value in missing})
+        parsed.update({value: self._one(value) for value in missing})
+        # mostly new cells in a chunk after the first (where everything is new): the cache does not pay
+        self.chunks += 1
+        self.direct = self.chunks > 1 and len(missing) > len(values) // 2
         return list(map(parsed.__getitem__, values))
 
     def _one(self, value: object) -> object:
