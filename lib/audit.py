@@ -166,7 +166,7 @@ _JSON_TEXT: dict[type, Callable[[Any], str]] = {
 }
 
 
-def _convert(values: list, table: dict[type, Callable[[Any], str]],
+def _convert(values: list | tuple, table: dict[type, Callable[[Any], str]],
              other: Callable[[Any], str]) -> tuple[list[str], set[type]]:
     """Each value through the converter for its class, a whole column at a time when it holds one class."""
     kinds = set(map(type, values))
@@ -175,7 +175,7 @@ def _convert(values: list, table: dict[type, Callable[[Any], str]],
     return [table.get(v.__class__, other)(v) for v in values], kinds
 
 
-def _copy_column(values: list) -> list[str]:
+def _copy_column(values: list | tuple) -> list[str]:
     """COPY text of one column; the escape pass runs only when some text needs it (rarely)."""
     out, kinds = _convert(values, _COPY_TEXT, _copy_scalar)
     if str in kinds:
@@ -185,7 +185,7 @@ def _copy_column(values: list) -> list[str]:
     return out
 
 
-def _json_column(values: list) -> list[str]:
+def _json_column(values: list | tuple) -> list[str]:
     """JSON text of one column's values, COPY-escaped (JSON already escapes control characters)."""
     out, _kinds = _convert(values, _JSON_TEXT, _json_scalar)
     if "\\" in "".join(out):
@@ -193,7 +193,7 @@ def _json_column(values: list) -> list[str]:
     return out
 
 
-def _column_texts(values: list) -> tuple[list[str], list[str]]:
+def _column_texts(values: list | tuple) -> tuple[list[str], list[str]]:
     """A column's COPY text and its COPY-escaped JSON text, sharing the work where the two agree
     (the same text for numbers, quoted for decimals and dates; dates repeat, so each is formatted once)."""
     kinds = set(map(type, values))
@@ -248,7 +248,7 @@ class _Encoder:
         key_order = self.key_order
         columns = list(zip(*map(itemgetter(*key_order), rows), strict=True)) if len(key_order) > 1 else [
             [r[key_order[0]] for r in rows]]
-        texts = [_column_texts(list(values)) for values in columns]
+        texts = [_column_texts(values) for values in columns]
         table_lines = list(map(self.table_line.__mod__, zip(*(t for t, _j in texts), strict=True)))
         if all(map(key_order.__eq__, map(tuple, rows))):
             change_lines = list(map(self.change_rest.__mod__, zip(*(j for _t, j in texts), strict=True)))
@@ -314,7 +314,7 @@ class BulkInserter:
         columns = list(rows[0])
         _columns(self.table_name, dict.fromkeys(columns))
         keys = rows[0].keys()
-        if any(r.keys() != keys for r in rows):
+        if not all(map(keys.__eq__, map(dict.keys, rows))):
             raise ValueError(f"{self.table_name}: every row must have the columns {', '.join(columns)}")
         return columns
 

@@ -81,6 +81,7 @@ TOTAL_WORDS = {"i alt", "ialt", "total", "totalt", "sum", "i alt:", "total:", "s
 
 MAX_QUANTITY = 2_147_483_647
 MAX_PRICE = Decimal("9999999999.99")  # NUMERIC(12, 2)
+_SAFE_PRICE = 9999999999.99  # a float strictly inside rounds to at most MAX_PRICE (NaN is never inside)
 CENT = Decimal("0.01")
 EXCEL_EPOCH = date(1899, 12, 30)
 
@@ -240,11 +241,8 @@ def parse_quantity(value: object) -> int:
 
 
 def parse_price(value: object) -> Decimal | None:
-    if value.__class__ is float and value - value == 0:  # finite: the common case, without the detours
-        number = Decimal(float.__repr__(value)).quantize(CENT, rounding=ROUND_HALF_UP)
-        if abs(number) > MAX_PRICE:
-            raise RowProblem(f"unit price {_plain(number)} is too large")
-        return number
+    if value.__class__ is float and -_SAFE_PRICE < value < _SAFE_PRICE:  # the common case, without the detours
+        return Decimal(float.__repr__(value)).quantize(CENT, ROUND_HALF_UP)
     number = parse_number(value, "unit price")
     if number is None:
         return None
