@@ -9,8 +9,9 @@ at most 3) the two ways to preview and apply:
 - two steps: the Import page's preview (read, validate, plan), then its Apply button (write the stored plan).
 Also the peak RSS of each (target: under 500 MB) and a re-import preview of the same file. Each measured step
 runs in its own fresh process (the file is generated in this one), so a peak RSS is that step's own, and each
-import writes into its own fresh schema after a CHECKPOINT (when the role may). Uses BENCH_DATABASE_URL
-(default: the local server); the schemas are dropped afterwards.
+import writes into its own fresh schema (vacuumed and analysed, then a CHECKPOINT when the role may, and dropped
+once measured, so neither autovacuum nor a checkpoint lands inside a measured step). Uses BENCH_DATABASE_URL
+(default: the local server).
 """
 
 from __future__ import annotations
@@ -149,10 +150,16 @@ class Schemas:
         engine = get_engine(url)
         migrate_core(engine)
         seed_customers(engine, self.customers)
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("ANALYZE"))
-        dispose_engines()
+        self.settle(url)
         return url
+
+    def settle(self, url: str) -> None:
+        """VACUUM ANALYZE the schema, so autovacuum has no reason to start on it during a measured step."""
+        engine = get_engine(url)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for table in ("customers", "subscriptions", "changes", "runs"):
+                conn.execute(text(f"VACUUM ANALYZE {table}"))
+        dispose_engines()
 
     def checkpoint(self) -> None:
         """Flush the server's dirty buffers before a measured import, so a checkpoint due to the previous
@@ -163,12 +170,17 @@ class Schemas:
         except Exception:  # noqa: BLE001 - only a steadier measurement is lost
             pass
 
-    def drop(self) -> None:
+    def drop(self, url: str | None = None) -> None:
+        """Drop one schema (by its URL) as soon as it has been measured, so that autovacuum never starts on its
+        tables during a later step; without a URL, every schema made (at the end)."""
         dispose_engines()
+        names = [n for n in self.names if url is None or f"%3D{n}" in url]
         with self.admin.begin() as conn:
-            for schema in self.names:
+            for schema in names:
                 conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        self.admin.dispose()
+        self.names = [n for n in self.names if n not in names]
+        if url is None:
+            self.admin.dispose()
 
 
 def main() -> int:
@@ -205,11 +217,14 @@ def measure(path: Path, schemas: Schemas) -> None:
     one_pass_url = schemas.fresh()
     schemas.checkpoint()
     one_pass = run_child("one-pass", path, one_pass_url)
+    schemas.drop(one_pass_url)
     two_step_url = schemas.fresh()
     schemas.checkpoint()
     two_step = run_child("two-step", path, two_step_url)
+    schemas.settle(two_step_url)  # as the re-import of next month's export would find it
     schemas.checkpoint()
     again = run_child("reimport", path, two_step_url)
+    schemas.drop(two_step_url)
 
     result = one_pass["result"]
     if result != two_step["result"] | {"run_id": result["run_id"]}:
