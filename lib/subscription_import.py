@@ -252,6 +252,8 @@ def _natural_keys(customer_id: int, sku: str | None, product: str | None, start:
 
 
 def _same(old, new) -> bool:
+    if old.__class__ is new.__class__ and old == new:  # the usual case in a re-import: nothing changed
+        return True
     if isinstance(new, Decimal) or isinstance(old, Decimal | float):
         if old is None or new is None:
             return old is new
@@ -335,10 +337,14 @@ class Planner:
                 values = {"customer_id": customer_id, **DEFAULTS, **row.values, "source": SOURCE}
                 items.append(PlannedRow(row.row, "create", customer_id, None, values, None, None, row))
                 continue
-            wanted = {"customer_id": customer_id, **{f: row.values[f] for f in present}}
-            if not wanted.get("external_id"):
-                wanted.pop("external_id", None)  # a row without an id never clears one
-            changed = {f: v for f, v in wanted.items() if not _same(existing.get(f), v)}
+            changed = {} if existing["customer_id"] == customer_id else {"customer_id": customer_id}
+            values = row.values
+            for f in present:
+                new, old = values[f], existing.get(f)
+                if old.__class__ is new.__class__ and old == new:  # the usual case, without a call
+                    continue
+                if (new or f != "external_id") and not _same(old, new):  # no id in the row never clears one
+                    changed[f] = new
             if changed:
                 items.append(PlannedRow(row.row, "update", customer_id, existing["id"], changed, existing,
                                         source=row))
