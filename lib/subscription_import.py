@@ -221,7 +221,7 @@ class SubscriptionIndex:
         s = tables.subscriptions
         self.by_external: dict[str, dict] = {}
         self.by_natural: dict[tuple, list[dict]] = {}
-        result = conn.execute(select(*(s.c[c] for c in _SUB_COLUMNS)))
+        result = conn.execute(select(*(s.c[c] for c in _SUB_COLUMNS))).all()  # one fetch, not one per row
         for sub in map(dict, map(zip, repeat(_SUB_COLUMNS), result)):
             if sub["external_id"] is not None and sub["source"] == SOURCE:
                 self.by_external[sub["external_id"]] = sub
