@@ -458,13 +458,14 @@ class BackgroundInserts:
             raise self._error
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self._flush()
-        if self._thread is None:
-            return
-        self._queue.put(None)
-        self._thread.join()
-        sys.setswitchinterval(self._switch_interval)
+        try:
+            if exc_type is None:
+                self._flush()
+        finally:  # the writer always gets its stop sign, even when the last flush raised
+            if self._thread is not None:
+                self._queue.put(None)
+                self._thread.join()
+                sys.setswitchinterval(self._switch_interval)
         if exc_type is None:
             self._raise_failure()
 

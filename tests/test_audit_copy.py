@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import date
 from decimal import Decimal
 
@@ -96,3 +98,56 @@ def test_copy_refuses_rows_with_other_columns(engine):
         copy_insert_rows(conn, "subscriptions", [{"customer_id": customer, "price": 1}], run_id=None, user="a")
     with engine.begin() as conn:
         assert copy_insert_rows(conn, "subscriptions", [], run_id=None, user="anna") == []
+
+
+def test_background_inserts_write_in_batches_and_stop_on_a_refused_batch(engine, monkeypatch):
+    """Batches written on the second thread (PostgreSQL) land as insert_rows would write them; a batch the
+    database refuses is raised in the producing thread, the writer stops, and the transaction rolls back."""
+    from lib import audit
+
+    monkeypatch.setattr(audit, "FIRST_BATCH_ROWS", 3)
+    monkeypatch.setattr(audit, "BACKGROUND_BATCH_ROWS", 7)
+    customer = create_customer(engine, {"name": "Batch ApS"}, user="seed")
+    generic = start_run(engine, "test-insert", user="anna")
+    with engine.begin() as conn:
+        insert_rows(conn, "subscriptions", _rows(customer, "G"), run_id=generic.id, user="anna")
+    generic.finish()
+    rows = _rows(customer, "B")
+    run = start_run(engine, "test-background", user="anna")
+    with engine.begin() as conn, audit.BackgroundInserts(conn, "subscriptions", run_id=run.id, user="anna") as bg:
+        for start in range(0, len(rows), 5):
+            bg.put(rows[start : start + 5])
+    run.finish()
+    assert bg.written == len(rows) and len(bg.ids) == len(rows)
+    assert _without_tag(_stored(engine, run.id), "B") == _without_tag(_stored(engine, generic.id), "G")
+    assert _stored(engine, run.id)[0][0][3] == encode_value(rows[0])
+
+    bad = [dict(r, quantity=-1) for r in _rows(customer, "X")[:4]]
+    before = len(_stored(engine, run.id))
+    with pytest.raises(Exception, match="quantity"):  # noqa: B017 - the driver's IntegrityError
+        with engine.begin() as conn, audit.BackgroundInserts(conn, "subscriptions", run_id=run.id,
+                                                             user="anna") as bg:
+            bg.put(bad)
+            for _ in range(50):
+                bg.put(_rows(customer, "Y")[:5])
+    assert not [t for t in threading.enumerate() if t.name == "bulk-insert"]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM subscriptions WHERE external_id LIKE 'Y-%'")).scalar_one() == 0
+    assert len(_stored(engine, run.id)) == before
+
+
+def test_background_inserts_stop_their_writer_when_the_last_flush_finds_a_failure(engine, monkeypatch):
+    from lib import audit
+
+    monkeypatch.setattr(audit, "FIRST_BATCH_ROWS", 3)
+    customer = create_customer(engine, {"name": "Batch ApS"}, user="seed")
+    bad = [dict(r, quantity=-1) for r in _rows(customer, "X")[:4]]
+    with pytest.raises(Exception, match="quantity"):  # noqa: B017 - the driver's IntegrityError
+        with engine.begin() as conn, audit.BackgroundInserts(conn, "subscriptions", run_id=None, user="a") as bg:
+            bg.put(bad)  # a batch: refused by the database, on the writer thread (PostgreSQL)
+            for _ in range(200):  # let the writer meet the refusal before the last rows are handed over
+                if bg._error is not None:
+                    break
+                time.sleep(0.02)
+            bg.put(_rows(customer, "Y")[:2])  # fewer than a batch: flushed on leaving, where the failure shows
+    assert not [t for t in threading.enumerate() if t.name == "bulk-insert"]
