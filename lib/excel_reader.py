@@ -213,7 +213,7 @@ def choose_sheet(workbook: CalamineWorkbook, spec: HeaderSpec, sheet: str | None
             if name.strip().casefold() == preferred.casefold():
                 return name
     for name in names:
-        if _find_header(iter(workbook.get_sheet_by_name(name).iter_rows()), spec):
+        if _find_header(sheet_rows(workbook.get_sheet_by_name(name)), spec):
             return name
     if fallback_first and names:
         return names[0]

@@ -5,7 +5,7 @@ read (lib.excel_reader) → validate (lib.subscription_rows) → plan (here) →
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -228,12 +228,9 @@ class SubscriptionIndex:
             for key in _natural_keys(sub["customer_id"], sub["sku"], sub["product"], sub["start_date"]):
                 self.by_natural.setdefault(key, []).append(sub)
 
-    def find(self, customer_id: int, values: dict) -> tuple[list[dict], tuple]:
-        """Existing subscriptions with this row's identity, and the identity key itself."""
-        external_id = values.get("external_id")
-        if external_id:
-            found = self.by_external.get(external_id)
-            return ([found] if found else []), ("id", external_id)
+    def find_natural(self, customer_id: int, values: dict) -> tuple[list[dict], tuple]:
+        """For a row without a subscription id: the existing subscriptions of this customer with its SKU (else
+        product) and start date, and that identity key. (A row with an id is found in `by_external`.)"""
         keys = _natural_keys(customer_id, values.get("sku"), values.get("product"), values.get("start_date"))
         for key in keys:
             found = self.by_natural.get(key)
@@ -315,7 +312,7 @@ class Planner:
                 identity = external_id
                 existing = by_external.get(external_id)
             else:
-                found, identity = subscriptions.find(customer_id, row.values)
+                found, identity = subscriptions.find_natural(customer_id, row.values)
                 if len(found) > 1 and identity not in seen:
                     seen[identity] = row.row
                     items.append(PlannedRow(row.row, "rejected", customer_id, source=row,
@@ -355,12 +352,25 @@ class Planner:
 
 # --- apply ------------------------------------------------------------------------------------------------------
 
+def _updates(items: list[PlannedRow]) -> list[tuple[int, dict, dict]]:
+    """The plan's updates as `update_rows` takes them: (subscription id, current values, changed values)."""
+    return [(i.subscription_id, i.current, i.values) for i in items if i.outcome == "update"]
+
+
+def _update_in_batches(conn: Connection, updates: list[tuple[int, dict, dict]], *, run_id: int,
+                       user: str) -> Iterator[int]:
+    """Write the updates in batches; yields how many are written after each batch."""
+    for start in range(0, len(updates), WRITE_BATCH):
+        update_rows(conn, "subscriptions", updates[start : start + WRITE_BATCH], run_id=run_id, user=user)
+        yield min(start + WRITE_BATCH, len(updates))
+
+
 def apply_plan(engine: Engine, plan: ImportPlan, *, user: str, role: str,
                on_progress: ProgressCallback | None = None) -> dict:
     """Write the plan's creates and updates in one transaction, as one run; returns the summary with run_id."""
     require_role(role, "operator", "import subscriptions")
     creates = [i.values for i in plan.items if i.outcome == "create"]
-    updates = [(i.subscription_id, i.current, i.values) for i in plan.items if i.outcome == "update"]
+    updates = _updates(plan.items)
     total = len(creates) + len(updates)
     parameters = {"file": plan.export.file_name, "sheet": plan.export.sheet}
     with engine.connect() as conn:  # refuse before a run is recorded; checked again inside the transaction
@@ -386,11 +396,9 @@ def apply_plan(engine: Engine, plan: ImportPlan, *, user: str, role: str,
             copy_insert_rows(conn, "subscriptions", creates, run_id=run.id, user=user, on_progress=created,
                              batch=WRITE_BATCH)
             done = len(creates)
-            for start in range(0, len(updates), WRITE_BATCH):
-                chunk = updates[start : start + WRITE_BATCH]
-                update_rows(conn, "subscriptions", chunk, run_id=run.id, user=user)
-                done += len(chunk)
-                report(f"updated {done - len(creates):,} of {len(updates):,} subscriptions")
+            for updated in _update_in_batches(conn, updates, run_id=run.id, user=user):
+                done = len(creates) + updated
+                report(f"updated {updated:,} of {len(updates):,} subscriptions")
         run.finish(plan.stats())
         report("done")
     return plan.summary(run_id=run.id, dry_run=False)
@@ -445,10 +453,9 @@ def import_in_one_pass(engine: Engine, opened: OpenedExport, *, user: str, role:
                     if creates:
                         inserts.put(creates)
                     report(len(items), f"planned {len(items):,} rows, {inserts.written:,} subscriptions created so far")
-            updates = [(i.subscription_id, i.current, i.values) for i in items if i.outcome == "update"]
-            for start in range(0, len(updates), WRITE_BATCH):
-                update_rows(conn, "subscriptions", updates[start : start + WRITE_BATCH], run_id=run.id, user=user)
-                report(total, f"updated {min(start + WRITE_BATCH, len(updates)):,} of {len(updates):,} subscriptions")
+            updates = _updates(items)
+            for updated in _update_in_batches(conn, updates, run_id=run.id, user=user):
+                report(total, f"updated {updated:,} of {len(updates):,} subscriptions")
         plan = ImportPlan(opened.parsed(rows), items, customers.names, snapshot)
         run.finish(plan.stats())
         report(total, "done")

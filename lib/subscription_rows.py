@@ -497,6 +497,10 @@ def _is_data(product: object) -> bool:
     return product.__class__ is str and product.strip().casefold() not in TOTAL_WORDS and bool(product.strip())
 
 
+def _padded(row: list, width: int) -> list:
+    return row if len(row) >= width else [*row, *([None] * (width - len(row)))]
+
+
 def _positions(values: list, bad: object) -> list[int]:
     return [i for i, v in enumerate(values) if v is bad] if bad in values else []
 
@@ -518,12 +522,11 @@ class RowValidator:
     def validate(self, raw_rows: list[list], first_row: int) -> list[SubscriptionRow]:
         """The data rows among `raw_rows`, whose first is Excel row `first_row`, validated."""
         product_column, width = self.product_column, self.width
-        if raw_rows and min(map(len, raw_rows)) > product_column and all(
-                map(self._is_data, map(itemgetter(product_column), raw_rows))):
+        shortest = min(map(len, raw_rows), default=0)
+        if shortest > product_column and all(map(self._has_product, map(itemgetter(product_column), raw_rows))):
             # the usual chunk: every row has a product (no blank or total rows)
             numbers = list(range(first_row, first_row + len(raw_rows)))
-            cells = raw_rows if min(map(len, raw_rows)) >= width else [
-                row if len(row) >= width else [*row, *([None] * (width - len(row)))] for row in raw_rows]
+            cells = raw_rows if shortest >= width else [_padded(row, width) for row in raw_rows]
             return self._validate(numbers, cells)
         numbers = []
         cells = []
@@ -532,10 +535,11 @@ class RowValidator:
                     is_blank(row) or _is_total_row(row, product_column)):
                 continue
             numbers.append(first_row + offset)
-            cells.append(row if len(row) >= width else [*row, *([None] * (width - len(row)))])
+            cells.append(_padded(row, width))
         return self._validate(numbers, cells) if cells else []
 
-    def _is_data(self, product: object) -> bool:
+    def _has_product(self, product: object) -> bool:
+        """`_is_data`, remembered per product text (a sheet names a few dozen products)."""
         known = self._products.get(product) if product.__class__ is str else None
         if known is None:
             known = _is_data(product)
