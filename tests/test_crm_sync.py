@@ -16,6 +16,7 @@ from lib.crm_sync import (
 )
 from lib.cvr import make_cvr
 from lib.errors import ConfigError, NotAllowed
+from lib.http_session import make_session
 from lib.roles import Actor
 from lib.runs import get_run, run_changes, undo_run
 from lib.sandbox import VtigerSimulator, dataset, make_account, seed_demo
@@ -36,10 +37,8 @@ def source_of(sim: VtigerSimulator) -> str:
 
 
 def client_for(sim: VtigerSimulator, **kw) -> VtigerClient:
-    c = VtigerClient(sim.url, sim.username, sim.access_key, name=source_of(sim),
-                     supports_revise=sim.mode != "simply", **kw)
-    c.session.adapters["http://"].max_retries.backoff_factor = 0
-    return c
+    return VtigerClient(sim.url, sim.username, sim.access_key, name=source_of(sim),
+                        supports_revise=sim.mode != "simply", session=make_session(backoff=0), **kw)
 
 
 def add_customers(engine, rows: list[dict]) -> list[int]:

@@ -13,6 +13,7 @@ from lib.cvr import InvalidCVR, make_cvr
 from lib.cvr_cache import CvrCache, query_key
 from lib.cvr_client import CvrClient, check_user_agent
 from lib.errors import ConfigError, ServiceError, ServiceQuotaError, ServiceUnavailable
+from lib.http_session import make_session
 from lib.sandbox import SANDBOX_USER_AGENT, CvrApiSimulator
 
 UA = SANDBOX_USER_AGENT
@@ -26,8 +27,7 @@ def sim():
 
 @pytest.fixture
 def client(sim):
-    c = CvrClient(sim.url, UA)
-    c.session.adapters["http://"].max_retries.backoff_factor = 0  # keep retry tests fast
+    c = CvrClient(sim.url, UA, session=make_session(backoff=0))  # keep retry tests fast
     yield c
     c.close()
 
@@ -173,8 +173,7 @@ def test_long_retry_after_gives_up_without_sleeping(sim, client):
 def test_unreachable_service_is_service_unavailable():
     with CvrApiSimulator() as s:
         url = s.url
-    c = CvrClient(url, UA)
-    c.session.adapters["http://"].max_retries.backoff_factor = 0
+    c = CvrClient(url, UA, session=make_session(backoff=0))
     with pytest.raises(ServiceUnavailable, match="cannot connect"):
         c.lookup(make_cvr(17))
 

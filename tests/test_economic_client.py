@@ -10,6 +10,7 @@ from lib.config import Settings
 from lib.cvr import make_cvr
 from lib.economic_client import EconomicClient
 from lib.errors import ConfigError, ServiceAuthError, ServiceError, ServiceQuotaError, ServiceUnavailable
+from lib.http_session import make_session
 from lib.sandbox import EconomicSimulator, make_customer
 
 
@@ -20,9 +21,8 @@ def sim():
 
 
 def _client(sim, **kw) -> EconomicClient:
-    c = EconomicClient(sim.url, sim.app_secret_token, sim.agreement_grant_token, **kw)
-    c.session.adapters["http://"].max_retries.backoff_factor = 0
-    return c
+    return EconomicClient(sim.url, sim.app_secret_token, sim.agreement_grant_token, session=make_session(backoff=0),
+                          **kw)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from lib.economic_relink import (
     run_economic_relink,
 )
 from lib.errors import ConfigError, InputError, NotAllowed
+from lib.http_session import make_session
 from lib.roles import Actor
 from lib.runs import list_runs, run_changes, undo_run
 from lib.sandbox import EconomicSimulator, make_customer
@@ -36,9 +37,9 @@ def sim():
 
 
 def client_for(sim: EconomicSimulator, secret: str | None = None) -> EconomicClient:
-    c = EconomicClient(sim.url, secret or sim.app_secret_token, sim.agreement_grant_token)
-    c.session.adapters["http://"].max_retries.backoff_factor = 0  # Retry-After still applies
-    return c
+    # no backoff between retries; Retry-After still applies
+    return EconomicClient(sim.url, secret or sim.app_secret_token, sim.agreement_grant_token,
+                          session=make_session(backoff=0))
 
 
 def seed_hub(engine, rows: list[dict]) -> list[int]:

@@ -9,7 +9,7 @@ import pytest
 from lib.config import Settings
 from lib.cvr import make_cvr
 from lib.errors import ConfigError, ServiceAuthError, ServiceError, ServiceQuotaError, ServiceUnavailable
-from lib.http_session import ServiceNotFound
+from lib.http_session import ServiceNotFound, make_session
 from lib.sandbox import VtigerSimulator, make_account
 from lib.vtiger_client import VtigerClient, VtigerError, parse_error
 
@@ -27,9 +27,7 @@ def simply():
 
 
 def _client(sim: VtigerSimulator, **kw) -> VtigerClient:
-    c = VtigerClient(sim.url, sim.username, sim.access_key, **kw)
-    c.session.adapters["http://"].max_retries.backoff_factor = 0
-    return c
+    return VtigerClient(sim.url, sim.username, sim.access_key, session=make_session(backoff=0), **kw)
 
 
 @pytest.fixture
