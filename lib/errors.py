@@ -39,3 +39,11 @@ class ServiceQuotaError(ServiceError):
 
 class ServiceUnavailable(ServiceError):
     """Network failure, timeout, or a 5xx that retries did not cure."""
+
+
+class RowError(HubError):
+    """One row or record failed (bad value, deleted upstream, constraint): skip it, report it, go on."""
+
+    def __init__(self, message: str, *, key: str | int | None = None):
+        super().__init__(message)
+        self.key = key
