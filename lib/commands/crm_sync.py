@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from lib.commands._jobs import counts_line, finish_command
 from lib.crm_sync import SOURCES, run_crm_sync
 from lib.db import open_database
-from lib.jobs import counts_line, finish_command
 from lib.roles import cli_actor
 
 NAME = "crm-sync"

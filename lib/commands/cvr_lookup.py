@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from lib.commands._jobs import counts_line, finish_command
 from lib.cvr_lookup import COUNT_KEYS, run_cvr_lookup
 from lib.db import open_database
 from lib.errors import InputError
-from lib.jobs import counts_line, finish_command
 from lib.roles import cli_actor
 
 NAME = "cvr-lookup"

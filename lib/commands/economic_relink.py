@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from lib.commands._jobs import counts_line, finish_command
 from lib.db import open_database
 from lib.economic_relink import run_economic_relink
-from lib.jobs import counts_line, finish_command
 from lib.roles import cli_actor
 
 NAME = "economic-relink"

@@ -1,4 +1,4 @@
-"""What every click-to-sync job shares: the JSON payload shape, and how a command reports and exits."""
+"""How a job command reports: print the payload (one JSON object with --json) and pick the exit code."""
 
 from __future__ import annotations
 
@@ -6,15 +6,6 @@ import argparse
 from collections.abc import Callable
 
 from lib.cli import emit, error_line
-
-
-def job_payload(*, run_id: int | None, dry_run: bool, errors: list[dict], stopped: str | None = None,
-                **counts) -> dict:
-    """The interface's JSON object: run_id, dry_run, errors, each job's counts; `stopped` when a service stopped it."""
-    payload = {"run_id": run_id, "dry_run": dry_run, **counts, "errors": errors}
-    if stopped:
-        payload["stopped"] = stopped
-    return payload
 
 
 def finish_command(args: argparse.Namespace, payload: dict, human: Callable[[dict], str]) -> int:

@@ -1,0 +1,208 @@
+"""The one runner every job goes through: role, run record, lock, progress, cancellation, savepoints, payload.
+
+Callable from any process by job kind and JSON-serialisable parameters:
+
+    plan, payload = runner.preview("cvr-lookup", {"limit": 10}, actor)
+    plan, payload = runner.apply("cvr-lookup", {"limit": 10}, ["12:12345678"], actor)
+
+Guarantees (docs/JOBS.md):
+- the actor's role is checked before anything is read or written (NotAllowed, exit 2);
+- an apply is one run of the job's kind (lib.runs): the per-kind lock across processes, a heartbeat with
+  every progress report, and the run closed on every path — succeeded, stopped (an outside service
+  stopped it: what was written is kept), cancelled (`cancel_check` said so: completed chunks are kept,
+  undo reverts them) or failed;
+- rows are written in chunks of `job.chunk_rows`, one transaction each, a SAVEPOINT per row: a row whose
+  write raises RowError or IntegrityError is rolled back alone, reported in `errors` and skipped; the run
+  goes on and earlier chunks stay committed;
+- approvals for keys the plan does not hold are reported the same way for every job: an error row
+  "approved proposal K is not in the plan (any more); nothing written";
+- a plan stopped by an outside service with nothing to write stores no run (run_id null);
+- clients the job registered with `ctx.closing` are closed on every path.
+The payload is the job's JSON object (interface.md); lib/commands/ prints it and picks the exit code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from lib.db import open_database, write_transaction
+from lib.errors import RowError, ServiceError
+from lib.jobs.contract import NOT_IN_PLAN, ApplyOutcome, Job, JobCancelled, JobContext, Plan, ProgressCallback
+from lib.jobs.registry import get_job
+from lib.roles import Actor, require_role
+from lib.runs import Run, job_run
+
+
+def preview(kind: str, params: dict | None, actor: Actor, *, approved: Iterable[str] = (),
+            engine: Engine | None = None, on_progress: ProgressCallback | None = None,
+            cancel_check: Callable[[], bool] | None = None, job: Job | None = None) -> tuple[Plan, dict]:
+    """Plan and check every row an apply with `approved` would write; writes nothing, stores no run."""
+    job = job or get_job(kind)
+    engine = engine or open_database()
+    ctx = JobContext(engine, actor, dry_run=True, on_progress=on_progress, cancel_check=cancel_check)
+    try:
+        with job_run(engine, job.kind, user=actor.email, dry_run=True, parameters=params or {},
+                     on_progress=on_progress) as run:
+            ctx.run = run
+            plan = job.plan(ctx, **(params or {}))
+            payload = _write(job, ctx, plan, set(approved))
+        return plan, payload
+    finally:
+        ctx.close()
+
+
+def apply(kind: str, params: dict | None, approved: Iterable[str] = (), actor: Actor | None = None, *,
+          run_id: int | None = None, plan: Plan | None = None, engine: Engine | None = None,
+          on_progress: ProgressCallback | None = None, cancel_check: Callable[[], bool] | None = None,
+          job: Job | None = None) -> tuple[Plan, dict]:
+    """Plan (unless `plan` is given) and write the confident proposals plus the approved ones, as one run.
+
+    `run_id`: a run already started for this job (lib.runs.start_run, e.g. by the page that queued it);
+    this process takes it over (lock owner, heartbeat) instead of starting one.
+    """
+    if actor is None:
+        raise TypeError("apply needs the acting person (lib.roles.Actor)")
+    job = job or get_job(kind)
+    require_role(actor.role, job.required_role, job.action)
+    engine = engine or open_database()
+    params = dict(params or {})
+    keys = set(approved)
+    ctx = JobContext(engine, actor, dry_run=False, on_progress=on_progress, cancel_check=cancel_check)
+    try:
+        if plan is None and not job.plan_in_run:
+            plan = job.plan(ctx, **params)
+            if plan.stopped and not plan.proposals:  # a service stopped the reading: nothing to write, no run
+                ctx.dry_run = True
+                return plan, job.payload(ctx, plan, keys, ApplyOutcome()) | {"dry_run": False}
+        parameters = job.run_parameters(params, plan, keys)
+        with _run(engine, job, actor, parameters, run_id, on_progress) as run:
+            ctx.run = run
+            if plan is None:
+                plan = job.plan(ctx, **params)
+            payload = _write(job, ctx, plan, keys)
+            stats = job.stats(payload)
+            if payload.get("cancelled"):
+                _close(run, "cancelled", stats, "cancelled by request; the completed chunks are kept")
+            elif plan.stopped:
+                run.stop(plan.stopped, stats)
+            else:
+                run.finish(stats)
+        return plan, payload
+    finally:
+        ctx.close()
+
+
+def _write(job: Job, ctx: JobContext, plan: Plan, approved: set[str]) -> dict:
+    outcome = ApplyOutcome()
+    check_approvals(job, plan, approved, outcome)
+    try:
+        job.apply(ctx, plan, approved, outcome)
+    except JobCancelled:
+        outcome.cancelled = True
+    payload = job.payload(ctx, plan, approved, outcome)
+    if outcome.cancelled:
+        payload["cancelled"] = True
+    return payload
+
+
+def check_approvals(job: Job, plan: Plan, approved: set[str], outcome: ApplyOutcome) -> None:
+    """Report approvals the plan does not hold (any more), and approved proposals that cannot be accepted."""
+    by_key = {p.key: p for p in plan.proposals}
+    for key in sorted(approved):
+        proposal = by_key.get(key)
+        if proposal is None:
+            outcome.error(f"approved proposal {key} is {NOT_IN_PLAN}", **job.keys_of_key(key))
+            continue
+        why = job.refuse_approval(proposal)
+        if why:
+            outcome.error(f"proposal {key} cannot be accepted: {why}", **job.error_keys(proposal))
+
+
+def write_rows(job: Job, ctx: JobContext, proposals: list[Any], outcome: ApplyOutcome,
+               message: str = "writing") -> None:
+    """Write `proposals` with `job.write_row`: chunks of `job.chunk_rows`, each one transaction, a savepoint per row.
+
+    A preview (`ctx.dry_run`) runs the same checks on a read-only connection and writes nothing. Progress is
+    reported after each committed chunk (outside the transaction: SQLite allows one writer), cancellation is
+    checked before each chunk.
+    """
+    total = len(proposals)
+    if ctx.dry_run:
+        with ctx.engine.connect() as conn:
+            for proposal in proposals:
+                _write_one(job, ctx, conn, proposal, outcome, savepoint=False)
+        return
+    ctx.progress(0, total, message)
+    size = max(1, job.chunk_rows)
+    for start in range(0, total, size):
+        ctx.check_cancel()
+        with write_transaction(ctx.engine) as conn:
+            for proposal in proposals[start:start + size]:
+                _write_one(job, ctx, conn, proposal, outcome, savepoint=True)
+        ctx.progress(min(start + size, total), total, message)
+
+
+def _write_one(job: Job, ctx: JobContext, conn: Connection, proposal: Any, outcome: ApplyOutcome, *,
+               savepoint: bool) -> None:
+    try:
+        if savepoint:
+            with conn.begin_nested():
+                job.write_row(ctx, conn, proposal, outcome)
+        else:
+            job.write_row(ctx, conn, proposal, outcome)
+    except RowError as exc:
+        outcome.error(str(exc), **job.error_keys(proposal))
+    except IntegrityError as exc:
+        outcome.error(job.integrity_message(proposal, exc), **job.error_keys(proposal))
+    else:
+        outcome.written.append(proposal.key)
+
+
+@contextmanager
+def _run(engine: Engine, job: Job, actor: Actor, parameters: dict, run_id: int | None,
+         on_progress: ProgressCallback | None) -> Iterator[Run]:
+    if run_id is None:
+        with job_run(engine, job.kind, user=actor.email, dry_run=False, parameters=parameters,
+                     on_progress=on_progress) as run:
+            yield run
+        return
+    run = adopt_run(engine, run_id, job.kind, actor.email, on_progress)
+    try:
+        yield run
+    except ServiceError as exc:
+        run.stop(str(exc))
+        raise
+    except BaseException as exc:
+        run.fail(str(exc) or type(exc).__name__)
+        raise
+
+
+def adopt_run(engine: Engine, run_id: int, kind: str, user: str, on_progress: ProgressCallback | None) -> Run:
+    """Take over a run started elsewhere (its lock row gets this process as owner)."""
+    from lib.runs import _owner
+
+    with write_transaction(engine) as conn:
+        row = conn.execute(text("SELECT kind, status FROM runs WHERE id = :id"), {"id": run_id}).first()
+        if row is None or row[0] != kind or row[1] != "running":
+            raise ValueError(f"run {run_id} is not a running {kind} run")
+        conn.execute(text("UPDATE run_locks SET owner = :o WHERE run_id = :id"), {"o": _owner(), "id": run_id})
+    return Run(engine, kind, False, user, run_id, on_progress)
+
+
+def _close(run: Run, status: str, stats: dict, reason: str) -> None:
+    closer = getattr(run, "cancel", None)
+    if callable(closer):
+        closer(reason, stats)
+    else:
+        run._close(status, stats, reason)
+
+
+def exit_code(payload: dict) -> int:
+    """The interface's exit code for a finished job: 3 when an outside service stopped it, else 0."""
+    return 3 if payload.get("stopped") else 0
