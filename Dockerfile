@@ -1,18 +1,24 @@
 # BMC Hub: the Streamlit app and `python manage.py` in one image (see docs/OPERATIONS.md).
-FROM python:3.11-slim
+# BASE_IMAGE: the public python:3.11-slim, or bmc-hub-base:bookworm built from Debian's packages by
+# deploy/build-base-image.sh where no registry can be pulled from. Both have python3 3.11 with venv.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     STREAMLIT_SERVER_HEADLESS=true \
-    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
+    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
+    PATH=/opt/venv/bin:$PATH
 
 WORKDIR /app
 
 # Only the runtime part of requirements.txt: test tools (pytest, Playwright, ruff …) stay out of the image.
 COPY requirements.txt ./
-RUN sed '/^# Tests and tooling/,$d' requirements.txt > /tmp/runtime-requirements.txt \
+# A virtual environment: Debian's system Python refuses pip installs (PEP 668); the slim image accepts both.
+RUN python3 -m venv /opt/venv \
+    && sed '/^# Tests and tooling/,$d' requirements.txt > /tmp/runtime-requirements.txt \
     && pip install -r /tmp/runtime-requirements.txt \
     && rm /tmp/runtime-requirements.txt
 

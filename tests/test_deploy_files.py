@@ -91,7 +91,10 @@ def parses(argv: list[str]) -> bool:
 # --- Dockerfile -----------------------------------------------------------------------------------------------
 
 def test_base_image_is_slim_python_of_the_projects_version():
+    """FROM takes BASE_IMAGE, whose default is the public slim image of the project's Python."""
     base = next(args for word, args in instructions() if word == "FROM")
+    assert base == "${BASE_IMAGE}"
+    base = next(args.split("=", 1)[1] for word, args in instructions() if word == "ARG" and args.startswith("BASE_IMAGE="))
     target = re.search(r'target-version\s*=\s*"py(\d)(\d+)"', (ROOT / "ruff.toml").read_text()).groups()
     assert base == f"python:{target[0]}.{target[1]}-slim"
 
@@ -231,7 +234,7 @@ def test_healthcheck_and_cmd_start_the_app_on_the_documented_port():
 def test_compose_has_database_migrate_and_app(compose):
     services = compose["services"]
     assert set(services) == {"db", "migrate", "app"}
-    assert services["db"]["image"] == "postgres:15"
+    assert services["db"]["image"] == "${POSTGRES_IMAGE:-postgres:15}"
     volume = services["db"]["volumes"][0].split(":")
     assert volume[1] == "/var/lib/postgresql/data" and volume[0] in compose["volumes"]
     assert services["migrate"]["command"] == ["python", "manage.py", "migrate"] and "migrate" in commands()
@@ -239,7 +242,8 @@ def test_compose_has_database_migrate_and_app(compose):
     assert services["app"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["app"]["ports"] == ["${HUB_PORT:-8501}:8501"]
     for name in ("migrate", "app"):
-        assert services[name]["build"] == "." and services[name]["env_file"] == ".env"
+        assert services[name]["build"] == {"context": ".", "args": {"BASE_IMAGE": "${BASE_IMAGE:-python:3.11-slim}"}}
+        assert services[name]["env_file"] == "${HUB_ENV_FILE:-.env}"
         url = services[name]["environment"]["DATABASE_URL"]
         assert url.startswith("postgresql+psycopg2://") and "@db:5432/" in url
 
