@@ -56,3 +56,34 @@ def test_dataset_cross_links_are_consistent():
     vtiger_ids = {a["id"] for a in dataset.crm_accounts("vtiger")}
     assert {r["vtiger_account_id"] for r in hub if r["vtiger_account_id"]} <= vtiger_ids
     assert len({c.cvr for c in dataset.COMPANIES}) == len(dataset.COMPANIES)
+
+
+def test_shipped_sample_export_is_the_generated_one(tmp_path):
+    """samples/abonnementer-demo.xlsx holds exactly the rows the generator makes (regenerate it when they change)."""
+    from openpyxl import load_workbook
+
+    from lib.sandbox.demo_export import SAMPLE_PATH, demo_export_rows
+
+    shipped = [tuple(r) for r in load_workbook(SAMPLE_PATH).active.iter_rows(min_row=4, values_only=True)]
+    assert shipped == demo_export_rows()
+
+
+def test_try_it_path_demo_data_then_sample_import_apply_and_undo(engine, capsys):
+    """README's try-it path: demo customers, the shipped export previews with work to do, applies, undoes."""
+    from lib.sandbox.demo_export import SAMPLE_PATH
+
+    assert main(["demo-data", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["import-subscriptions", str(SAMPLE_PATH), "--json"]) == 0
+    preview = json.loads(capsys.readouterr().out)
+    assert preview["created"] == 2 * len(dataset.hub_customers()) and preview["unmatched"] == 1
+    assert len(preview["errors"]) == 2
+    assert main(["import-subscriptions", str(SAMPLE_PATH), "--apply", "--json"]) == 0
+    applied = json.loads(capsys.readouterr().out)
+    assert applied["created"] == preview["created"]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM subscriptions")).scalar_one() == applied["created"]
+    assert main(["undo", str(applied["run_id"]), "--json"]) == 0
+    capsys.readouterr()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM subscriptions")).scalar_one() == 0

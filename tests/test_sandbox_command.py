@@ -86,3 +86,30 @@ def test_sandbox_command_line_runs_until_ctrl_c():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_env_file_appears_whole_once_every_simulator_answers_and_wait_returns(tmp_path):
+    """`sandbox --env-file F &` then `sandbox --wait F`: the README's try-it steps, with no sleep."""
+    env_file = tmp_path / "sandbox.env"
+    base = _free_base()
+    proc = subprocess.Popen([sys.executable, "manage.py", "sandbox", "--port-base", str(base), "--env-file",
+                             str(env_file)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        waited = subprocess.run([sys.executable, "manage.py", "sandbox", "--wait", str(env_file), "--timeout", "60"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=90)
+        assert waited.returncode == 0, waited.stderr
+        exports = _exports(env_file.read_text())
+        assert exports["CVR_API_URL"].startswith(f"http://127.0.0.1:{base}")
+        for name in sandbox_command.URL_SETTINGS:
+            assert sandbox_command.answers(exports[name]), name
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    assert not env_file.exists(), "a stopped sandbox leaves no file with dead addresses"
+
+
+def test_wait_gives_up_with_exit_2_when_no_sandbox_writes_the_file(tmp_path):
+    waited = subprocess.run([sys.executable, "manage.py", "sandbox", "--wait", str(tmp_path / "none.env"),
+                             "--timeout", "1"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert waited.returncode == 2
+    assert "was not written" in waited.stderr and len(waited.stderr.strip().splitlines()) == 1

@@ -1,0 +1,92 @@
+"""One way to show values to a person: Danish numbers, Copenhagen time, yes/no, blank for empty.
+
+Used by the pages (metrics, tables, charts) and by the command line's human output. JSON output never goes
+through here: scripts get raw values.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+COPENHAGEN = ZoneInfo("Europe/Copenhagen")
+CURRENCY = "kr."
+TIME_NOTE = "Times are Copenhagen time."
+
+
+def number(value: int | float | Decimal | None, decimals: int = 0) -> str:
+    """1234567.5 → '1.234.567,50' (decimals=2); None → ''."""
+    if value is None:
+        return ""
+    text = f"{value:,.{decimals}f}"
+    return text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
+
+
+def money(value: int | float | Decimal | None) -> str:
+    """2384.21 → '2.384,21 kr.'; None → ''."""
+    return "" if value is None else f"{number(value, 2)} {CURRENCY}"
+
+
+def when(value: datetime | date | None) -> str:
+    """A stored UTC time as dd-mm-yyyy HH:MM in Copenhagen time; a date as dd-mm-yyyy; None → ''."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return aware.astimezone(COPENHAGEN).strftime("%d-%m-%Y %H:%M")
+    return value.strftime("%d-%m-%Y")
+
+
+def yes_no(value) -> str:
+    """True/1/'true' → 'yes', False/0 → 'no', None → ''."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        return "yes" if value.strip().lower() in ("1", "true", "yes", "t") else "no"
+    return "yes" if value else "no"
+
+
+def text(value) -> str:
+    """Any stored value as a person reads it: blank for empty, numbers and times in the formats above."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return yes_no(value)
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        return number(value, 2 if isinstance(value, Decimal) and value != value.to_integral_value() else 0)
+    if isinstance(value, float):
+        return number(value, 0 if value.is_integer() else 2)
+    if isinstance(value, (datetime, date)):
+        return when(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
+# What each kind's statistics mean, in a person's words: (format, keys it needs).
+_SUMMARIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "import-subscriptions": ("{created} created, {updated} updated, {unchanged} unchanged, {unmatched} unmatched",
+                             ("created", "updated", "unchanged", "unmatched")),
+    "cvr-lookup": ("{found} of {candidates} found", ("found", "candidates")),
+    "economic-relink": ("{linked} linked, {changed} changed of {hub_customers} customers",
+                        ("linked", "changed", "hub_customers")),
+    "crm-sync": ("{updated} CVR numbers filled, {linked} linked of {accounts} accounts",
+                 ("updated", "linked", "accounts")),
+    "undo": ("undid run {undone_run_id}: {fields_restored} fields, {rows_deleted} rows removed, "
+             "{rows_restored} rows restored", ("undone_run_id", "fields_restored", "rows_deleted", "rows_restored")),
+    "demo-data": ("{customers} demo customers", ("customers",)),
+}
+
+
+def run_summary(kind: str, stats: dict | None) -> str:
+    """A run's statistics as one readable line ('7 of 10 found'); counts in Danish format; '' when none."""
+    if not stats:
+        return ""
+    template, keys = _SUMMARIES.get(kind, ("", ()))
+    if template and all(k in stats for k in keys):
+        return template.format(**{k: text(stats[k]) if isinstance(stats[k], (int, float)) else stats[k] for k in keys})
+    parts = [f"{k.replace('_', ' ')} {text(v)}" for k, v in stats.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool) and v]
+    return ", ".join(parts[:6])
