@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 
 from lib.commands import COMMANDS
-from lib.errors import HubError
+from lib.errors import HubError, Terminated
 from lib.logging_setup import configure_logging
 
 
@@ -33,6 +34,7 @@ def emit(args: argparse.Namespace, data: dict, human: Callable[[dict], str] | st
     """Print one JSON object with --json, else the human summary (or the JSON when there is none)."""
     if getattr(args, "json", False) or human is None:
         print(to_json(data))
+        args.emitted = True  # main() prints no second object on the way out
         return
     print(human(data) if callable(human) else human)
 
@@ -41,8 +43,22 @@ def error_line(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
+def raise_terminated(signum, _frame) -> None:
+    raise Terminated(f"terminated by signal {signum}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that remembers its error, so main() can still print the --json object when it exits 2."""
+
+    last_error: str | None = None
+
+    def error(self, message: str):
+        _Parser.last_error = f"{self.prog}: {message}"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="manage.py", description="BMC Hub command line")
+    parser = _Parser(prog="manage.py", description="BMC Hub command line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMANDS:
         try:
@@ -57,17 +73,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(args: argparse.Namespace | None, wants_json: bool, message: str, code: int,
+          payload: dict | None = None) -> int:
+    """One line on stderr; with --json one object with `error` on stdout (unless the command printed one)."""
+    error_line(message)
+    if wants_json and not getattr(args, "emitted", False):
+        print(to_json({**(payload or {}), "error": message}))
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    wants_json = "--json" in argv
+    args = None
     try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # argparse printed usage and the reason (exit 2), or --help (exit 0)
+            if exc.code and wants_json:
+                print(to_json({"error": _Parser.last_error or "invalid command line"}))
+            raise
+        wants_json = bool(getattr(args, "json", False))
         configure_logging()
         return int(args.handler(args) or 0)
     except HubError as exc:
-        error_line(str(exc))
-        if getattr(args, "json", False) and getattr(exc, "payload", None) is not None:
-            print(to_json(exc.payload))
-        return exc.exit_code
+        return _fail(args, wants_json, str(exc), exc.exit_code, getattr(exc, "payload", None))
     except KeyboardInterrupt:
-        error_line("interrupted")
-        return 1
+        return _fail(args, wants_json, "interrupted", 1)
+    except Terminated as exc:
+        return _fail(args, wants_json, str(exc), 1)
+    except Exception as exc:  # noqa: BLE001 - the last resort: still one line (and one object), details in the log
+        logging.getLogger("hub.cli").exception("command failed")
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return _fail(args, wants_json, f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__, 1)

@@ -118,6 +118,7 @@ class Settings:
     default_role: str = "viewer"
     require_login: bool = False
     run_stale_seconds: int = 900
+    run_heartbeat_seconds: float = 5.0
 
     def masked(self) -> dict[str, str | None]:
         """All settings for display, with secrets replaced by a mask."""

@@ -14,7 +14,7 @@ from lib.cvr import InvalidCVR, validate_cvr
 from lib.db import fold_sql, write_transaction
 from lib.errors import InputError
 from lib.roles import require_role
-from lib.runs import row_history, start_run
+from lib.runs import job_run, row_history
 
 EDITABLE_FIELDS = AUDITED_TABLES["customers"]
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -83,14 +83,14 @@ def create_customer(engine: Engine, data: dict, *, user: str, role: str = "admin
     clean = validate_customer(data)
     if not clean.get("name"):
         raise CustomerInvalid({"name": "a customer needs a name"})
-    run = start_run(engine, "customer-edit", user=user, parameters={"action": "create", "name": clean["name"]})
-    try:
-        with write_transaction(engine) as conn:
-            new_id = insert_row(conn, "customers", clean, run_id=run.id, user=user)
-    except IntegrityError as exc:
-        run.fail("refused: duplicate value")
-        raise _unique_violation(exc, clean) from None
-    run.finish({"created": 1, "customer_id": new_id})
+    with job_run(engine, "customer-edit", user=user, dry_run=False,
+                 parameters={"action": "create", "name": clean["name"]}) as run:
+        try:
+            with write_transaction(engine) as conn:
+                new_id = insert_row(conn, "customers", clean, run_id=run.id, user=user)
+        except IntegrityError as exc:
+            raise _unique_violation(exc, clean) from None
+        run.finish({"created": 1, "customer_id": new_id})
     return new_id
 
 
@@ -104,14 +104,14 @@ def update_customer(engine: Engine, customer_id: int, data: dict, *, user: str, 
         raise InputError(f"there is no customer with id {customer_id}")
     if not any(current.get(k) != v for k, v in clean.items()):
         return {}
-    run = start_run(engine, "customer-edit", user=user, parameters={"action": "edit", "customer_id": customer_id})
-    try:
-        with write_transaction(engine) as conn:
-            changed = update_row(conn, "customers", customer_id, clean, run_id=run.id, user=user)
-    except IntegrityError as exc:
-        run.fail("refused: duplicate value")
-        raise _unique_violation(exc, clean) from None
-    run.finish({"changed_fields": sorted(changed), "customer_id": customer_id})
+    with job_run(engine, "customer-edit", user=user, dry_run=False,
+                 parameters={"action": "edit", "customer_id": customer_id}) as run:
+        try:
+            with write_transaction(engine) as conn:
+                changed = update_row(conn, "customers", customer_id, clean, run_id=run.id, user=user)
+        except IntegrityError as exc:
+            raise _unique_violation(exc, clean) from None
+        run.finish({"changed_fields": sorted(changed), "customer_id": customer_id})
     return changed
 
 

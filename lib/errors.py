@@ -47,3 +47,7 @@ class RowError(HubError):
     def __init__(self, message: str, *, key: str | int | None = None):
         super().__init__(message)
         self.key = key
+
+
+class Terminated(BaseException):
+    """SIGTERM turned into an exception (manage.py installs the handler): every run closes as failed on the way out."""

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from lib.audit import AUDITED_TABLES, WHOLE_ROW, decode_value, delete_row, log_change, update_row, utcnow
 from lib.config import get_settings
 from lib.db import as_datetime, write_transaction
-from lib.errors import HubError, InputError, ServiceError
+from lib.errors import HubError, InputError, ServiceError, Terminated
 from lib.logging_setup import job_logger
 from lib.roles import require_role
 
@@ -52,9 +53,74 @@ def _json(data: Any) -> str:
     return json.dumps(data, default=str, ensure_ascii=False)
 
 
+class _Heartbeat(threading.Thread):
+    """Refreshes a run's heartbeat every `interval` seconds, whatever the run's own thread is doing."""
+
+    def __init__(self, engine: Engine, run_id: int, interval: float):
+        super().__init__(name=f"run-{run_id}-heartbeat", daemon=True)
+        self.engine, self.run_id, self.interval = engine, run_id, interval
+        self.halt = threading.Event()
+        self.failing = False
+
+    def run(self) -> None:
+        while not self.halt.wait(self.interval):
+            self.beat()
+
+    def beat(self) -> None:
+        try:
+            now = utcnow()
+            with write_transaction(self.engine) as conn:
+                conn.execute(text("UPDATE run_locks SET heartbeat_at = :now WHERE run_id = :id"),
+                             {"now": now, "id": self.run_id})
+                conn.execute(text("UPDATE runs SET heartbeat_at = :now WHERE id = :id AND status = 'running'"),
+                             {"now": now, "id": self.run_id})
+            self.failing = False
+        except Exception as exc:  # noqa: BLE001 - a lost beat is retried at the next tick; never kill the job
+            if not self.failing:
+                job_logger(self.run_id, "heartbeat").warning("heartbeat failed", extra={"error": str(exc)[:300]})
+            self.failing = True
+
+    def stop(self) -> None:
+        self.halt.set()
+        if self is not threading.current_thread():
+            self.join(timeout=1.0)  # a beat blocked on the database ends by itself; the run does not wait for it
+
+
+def heartbeat_interval() -> float:
+    """Seconds between heartbeats: RUN_HEARTBEAT_SECONDS, at most a third of RUN_STALE_SECONDS."""
+    settings = get_settings()
+    return max(0.1, min(float(settings.run_heartbeat_seconds), settings.run_stale_seconds / 3))
+
+
+_LIVE: dict[int, Run] = {}  # the runs this process has open: a lock owned by this pid but not here is stale
+_LIVE_GUARD = threading.Lock()
+
+
+def _clean_text(value: str | None, limit: int = 2000) -> str | None:
+    """Text any database stores: no NUL (PostgreSQL refuses it), bounded length."""
+    if value is None:
+        return None
+    value = value.replace("\x00", "\\0")
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line saying why a run ended early."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (KeyboardInterrupt)"
+    if isinstance(exc, HubError | Terminated):
+        return str(exc) or type(exc).__name__
+    text_ = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text_}" if text_ else type(exc).__name__
+
+
 @dataclass
 class Run:
-    """A job run. Dry runs have no id and write nothing; progress still reaches the callback."""
+    """A job run. Dry runs have no id and write nothing; progress still reaches the callback.
+
+    A real run is closed exactly once (finish, fail or stop); `job_run` makes sure it is, on every path.
+    `stats` is what the run records, also when it fails: keep it at what was committed.
+    """
 
     engine: Engine
     kind: str
@@ -63,12 +129,30 @@ class Run:
     id: int | None = None
     on_progress: ProgressCallback | None = None
     stats: dict = field(default_factory=dict)
+    status: str = "running"  # the status this run ended with, as stored ('stale' when marked so meanwhile)
     _last_logged: float = field(default=0.0, repr=False)
+    _heartbeat: _Heartbeat | None = field(default=None, repr=False)
 
     @property
     def log(self):
         """This run's logger: run_id and kind on every line."""
         return job_logger(self.id, self.kind, dry_run=self.dry_run)
+
+    @property
+    def closed(self) -> bool:
+        return self.status != "running"
+
+    def _begin_heartbeat(self) -> None:
+        with _LIVE_GUARD:
+            _LIVE[self.id] = self
+        self._heartbeat = _Heartbeat(self.engine, self.id, heartbeat_interval())
+        self._heartbeat.start()
+
+    def _end_heartbeat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        with _LIVE_GUARD:
+            _LIVE.pop(self.id, None)
 
     def progress(self, done: int, total: int, message: str = "") -> None:
         if self.on_progress:
@@ -88,33 +172,90 @@ class Run:
                     "UPDATE runs SET heartbeat_at = :now, progress_done = :d, progress_total = :t, "
                     "progress_message = :m WHERE id = :id"
                 ),
-                {"now": now, "d": done, "t": total, "m": message[:500], "id": self.id},
+                {"now": now, "d": done, "t": total, "m": _clean_text(message, 500), "id": self.id},
             )
             conn.execute(text("UPDATE run_locks SET heartbeat_at = :now WHERE run_id = :id"), {"now": now, "id": self.id})
 
-    def _close(self, status: str, stats: dict | None, error: str | None) -> None:
+    def _close(self, status: str, stats: dict | None, error: str | None) -> str:
+        """Record the end (once; later calls change nothing) and release the lock. Returns the stored status."""
+        if self.closed:
+            return self.status
         if stats is not None:
             self.stats = stats
+        error = _clean_text(error)
+        if self.id is None:
+            self.status = status
+            self._log_end(status, error)
+            return status
+        self._end_heartbeat()
+        try:
+            self.status = self._store_end(status, error)
+        except Exception as exc:
+            self.status = self._release_after_failed_close(status, error, exc)
+            raise
+        self._log_end(status, error)
+        return self.status
+
+    def _log_end(self, status: str, error: str | None) -> None:
         self.log.log(logging.INFO if status == "succeeded" else logging.WARNING, f"run {status}",
                      extra={"step": "finish", "status": status, "error": error, "stats": self.stats})
-        if self.id is None:
-            return
+
+    def _store_end(self, status: str, error: str | None) -> str:
         with write_transaction(self.engine) as conn:
-            conn.execute(
-                text("UPDATE runs SET status = :s, finished_at = :now, stats = :stats, error = :e WHERE id = :id"),
+            if status == "failed":  # what is in the database is what counts: the failed transaction rolled back
+                committed = conn.execute(text("SELECT count(*) FROM changes WHERE run_id = :id"),
+                                         {"id": self.id}).scalar_one()
+                self.stats = {**self.stats, "changes_committed": int(committed)}
+            closed = conn.execute(
+                text("UPDATE runs SET status = :s, finished_at = :now, stats = :stats, error = :e "
+                     "WHERE id = :id AND status = 'running'"),
                 {"s": status, "now": utcnow(), "stats": _json(self.stats), "e": error, "id": self.id},
-            )
+            ).rowcount
+            stored = status
+            if not closed:  # marked stale (or otherwise ended) by someone else meanwhile: keep their mark
+                row = conn.execute(text("SELECT status, error FROM runs WHERE id = :id"), {"id": self.id}).first()
+                stored = row[0] if row else "stale"
+                note = _clean_text(f"{(row[1] if row else None) or f'marked {stored}'}; the job was still alive and "
+                                   f"ended '{status}' afterwards" + (f": {error}" if error else ""))
+                conn.execute(text("UPDATE runs SET stats = :stats, error = :e, "
+                                  "finished_at = COALESCE(finished_at, :now) WHERE id = :id"),
+                             {"stats": _json(self.stats), "e": note, "now": utcnow(), "id": self.id})
+                self.log.warning(f"run ended {status} after it was marked {stored}; its status stays {stored}",
+                                 extra={"step": "late-finish", "status": stored})
             conn.execute(text("DELETE FROM run_locks WHERE run_id = :id"), {"id": self.id})
+        return stored
 
-    def finish(self, stats: dict | None = None) -> None:
-        self._close("succeeded", stats, None)
+    def _release_after_failed_close(self, status: str, error: str | None, exc: Exception) -> str:
+        """Closing failed (e.g. the connection was lost): release the lock and mark the run failed, afresh."""
+        reason = _clean_text(f"recording the end ({status}) failed: {failure_reason(exc)}"
+                             + (f"; {error}" if error else ""))
+        self.log.error("closing the run failed; releasing its lock on a fresh connection",
+                       extra={"step": "finish", "error": reason})
+        try:
+            with write_transaction(self.engine) as conn:
+                conn.execute(text("DELETE FROM run_locks WHERE run_id = :id"), {"id": self.id})
+        except Exception as again:  # noqa: BLE001 - nothing more to do here; the lock goes stale (pid, heartbeat)
+            self.log.error("releasing the run lock failed too", extra={"error": failure_reason(again)})
+            return "failed"
+        try:
+            with write_transaction(self.engine) as conn:
+                conn.execute(text("UPDATE runs SET status = 'failed', finished_at = :now, error = :e "
+                                  "WHERE id = :id AND status = 'running'"),
+                             {"now": utcnow(), "e": reason, "id": self.id})
+        except Exception as again:  # noqa: BLE001
+            self.log.error("marking the run failed failed too", extra={"error": failure_reason(again)})
+        return "failed"
 
-    def fail(self, error: str, stats: dict | None = None) -> None:
-        self._close("failed", stats, error)
+    def finish(self, stats: dict | None = None) -> str:
+        """Succeeded; returns the stored status ('stale' when the run was marked stale meanwhile)."""
+        return self._close("succeeded", stats, None)
 
-    def stop(self, reason: str, stats: dict | None = None) -> None:
+    def fail(self, error: str, stats: dict | None = None) -> str:
+        return self._close("failed", stats, error)
+
+    def stop(self, reason: str, stats: dict | None = None) -> str:
         """An outside service stopped the run: what was done is kept, the reason is recorded."""
-        self._close("stopped", stats, reason)
+        return self._close("stopped", stats, reason)
 
 
 def _insert_run(conn: Connection, kind: str, user: str, parameters: dict, undoes: int | None = None) -> int:
@@ -129,15 +270,26 @@ def _insert_run(conn: Connection, kind: str, user: str, parameters: dict, undoes
 
 
 def lock_is_stale(lock: dict, stale_after: timedelta) -> str | None:
-    """Why the holder of `lock` is dead, or None when it may still be alive."""
+    """Why the holder of `lock` is dead, or None while it is alive.
+
+    On this host the process decides: gone → stale at once; alive → alive (its heartbeat may wait behind a
+    long SQLite write, so age alone does not tell). A lock owned by this very process but not open in it is
+    left from an earlier process with the same pid (a restarted container). On another host only the
+    heartbeat tells: older than RUN_STALE_SECONDS → stale.
+    """
     host, _, pid = str(lock["owner"]).rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
+        if int(pid) == os.getpid():
+            with _LIVE_GUARD:
+                alive = lock.get("run_id", lock.get("id")) in _LIVE
+            return None if alive else f"this process ({lock['owner']}) no longer runs it"
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
             return f"process {lock['owner']} is gone"
         except PermissionError:
             pass
+        return None
     heartbeat = as_datetime(lock["heartbeat_at"])
     if heartbeat is not None and utcnow() - heartbeat > stale_after:
         return f"no heartbeat since {heartbeat:%Y-%m-%d %H:%M:%S} UTC"
@@ -146,7 +298,10 @@ def lock_is_stale(lock: dict, stale_after: timedelta) -> str | None:
 
 def start_run(engine: Engine, kind: str, *, user: str, dry_run: bool = False, parameters: dict | None = None,
               on_progress: ProgressCallback | None = None, undoes: int | None = None) -> Run:
-    """Start a run of `kind`. Raises RunBusy while another run of that kind is alive (any process)."""
+    """Start a run of `kind`. Raises RunBusy while another run of that kind is alive (any process).
+
+    Prefer `job_run`, which closes the run on every path; a run from here must be closed by the caller.
+    """
     if dry_run:
         run = Run(engine, kind, True, user, None, on_progress)
         run.log.info("run started", extra={"step": "start", "user": user})
@@ -163,6 +318,7 @@ def start_run(engine: Engine, kind: str, *, user: str, dry_run: bool = False, pa
                     {"k": kind, "r": run_id, "o": _owner(), "now": utcnow()},
                 )
             run = Run(engine, kind, False, user, run_id, on_progress)
+            run._begin_heartbeat()
             run.log.info("run started", extra={"step": "start", "user": user, "owner": _owner()})
             return run
         except IntegrityError:
@@ -198,23 +354,32 @@ def start_run(engine: Engine, kind: str, *, user: str, dry_run: bool = False, pa
 
 @contextmanager
 def job_run(engine: Engine, kind: str, *, user: str, dry_run: bool, parameters: dict | None = None,
-            on_progress: ProgressCallback | None = None) -> Iterator[Run]:
-    """A run that is finished on success, stopped on ServiceError and failed on anything else."""
-    run = start_run(engine, kind, user=user, dry_run=dry_run, parameters=parameters, on_progress=on_progress)
+            on_progress: ProgressCallback | None = None, undoes: int | None = None) -> Iterator[Run]:
+    """The one way to run a job or an edit: the run always closes and its lock is always released.
+
+    Finished on success (unless the body closed it), stopped on ServiceError, failed with the reason on
+    anything else (database errors, ValueError, KeyboardInterrupt, SIGTERM turned into an exception).
+    """
+    run = start_run(engine, kind, user=user, dry_run=dry_run, parameters=parameters, on_progress=on_progress,
+                    undoes=undoes)
     try:
         yield run
     except ServiceError as exc:
-        run.stop(str(exc))
+        _close_quietly(run.stop, str(exc))
         raise
     except BaseException as exc:
-        run.fail(str(exc) or type(exc).__name__)
+        _close_quietly(run.fail, failure_reason(exc))
         raise
     else:
-        if run.id is not None:
-            with engine.connect() as conn:
-                status = conn.execute(text("SELECT status FROM runs WHERE id = :id"), {"id": run.id}).scalar()
-            if status == "running":
-                run.finish()
+        run.finish()  # no-op when the body closed it
+
+
+def _close_quietly(close: Callable[[str], str], reason: str) -> None:
+    """Close after the body failed; a failure to record it (logged, lock released) must not hide the first."""
+    try:
+        close(reason)
+    except Exception:  # noqa: BLE001, S110 - already logged by Run._release_after_failed_close
+        pass
 
 
 def _decode_run(row: dict) -> dict:
@@ -331,17 +496,17 @@ def undo_run(engine: Engine, run_id: int, *, user: str, force: bool = False, rol
             conflicts,
         )
     changes = run_changes(engine, run_id)
-    undo = start_run(engine, "undo", user=user, parameters={"run_id": run_id, "force": force}, undoes=run_id)
     stats = {"undone_run_id": run_id, "fields_restored": 0, "rows_deleted": 0, "rows_restored": 0,
              "changes_in_run": len(changes), "overwrote_later_changes": len(conflicts)}
-    try:
-        with write_transaction(engine) as conn:
-            _revert(conn, changes, undo.id, user, stats)
-            conn.execute(text("UPDATE runs SET undone_by_run_id = :u WHERE id = :r"), {"u": undo.id, "r": run_id})
-    except Exception as exc:
-        undo.fail(f"undo of run {run_id} failed, nothing was changed: {exc}", stats)
-        raise HubError(f"undo of run {run_id} failed, nothing was changed: {exc}") from exc
-    undo.finish(stats)
+    with job_run(engine, "undo", user=user, dry_run=False, parameters={"run_id": run_id, "force": force},
+                 undoes=run_id) as undo:
+        try:
+            with write_transaction(engine) as conn:
+                _revert(conn, changes, undo.id, user, stats)
+                conn.execute(text("UPDATE runs SET undone_by_run_id = :u WHERE id = :r"), {"u": undo.id, "r": run_id})
+        except Exception as exc:
+            raise HubError(f"undo of run {run_id} failed, nothing was changed: {exc}") from exc
+        undo.finish(stats)
     return {"run_id": undo.id, "undone_run_id": run_id, **stats}
 
 

@@ -116,8 +116,9 @@ def test_unreachable_database_exits_2_with_one_line(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "cannot connect to DATABASE_URL" in done.stderr
-    assert json.loads(done.stdout) == {"ok": False, "checks": [
-        {"name": "database", "status": "fail", "message": done.stderr.strip().removeprefix("error: ")}]}
+    message = done.stderr.strip().removeprefix("error: ")
+    assert json.loads(done.stdout) == {"ok": False, "error": message, "checks": [
+        {"name": "database", "status": "fail", "message": message}]}
     assert "pw-Hidden1" not in done.stdout + done.stderr
 
 

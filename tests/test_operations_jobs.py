@@ -136,7 +136,7 @@ def test_a_killed_run_is_marked_stale_and_the_next_run_proceeds(engine, holders)
 def test_a_replica_that_stopped_heartbeating_goes_stale_after_run_stale_seconds(engine, holders, tmp_path):
     """On another host the pid cannot be checked: only the heartbeat tells, after RUN_STALE_SECONDS."""
     beating = holders("crm-sync", "replica-a", heartbeat=True)
-    silent = holders("cvr-lookup", "replica-b")
+    silent = holders("cvr-lookup", "replica-b", env={"RUN_HEARTBEAT_SECONDS": "3600"})  # as if frozen
     for h, user in ((beating, "replica-a"), (silent, "replica-b")):
         assert h.line() == "ready"
         (tmp_path / f"go-{user}").touch()

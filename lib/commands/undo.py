@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lib.cli import emit, to_json
+from lib.cli import emit
 from lib.db import open_database
 from lib.roles import cli_actor
 from lib.runs import UndoRefused, undo_run
@@ -25,9 +25,7 @@ def run(args: argparse.Namespace) -> int:
         actor = cli_actor()
         result = undo_run(engine, args.run_id, user=actor.email, role=actor.role, force=args.force)
     except UndoRefused as exc:
-        if args.json:
-            print(to_json({"run_id": None, "undone_run_id": args.run_id, "error": str(exc),
-                           "conflicts": exc.conflicts}))
+        exc.payload = {"run_id": None, "undone_run_id": args.run_id, "conflicts": exc.conflicts}
         raise
     emit(args, result, lambda d: (f"run {d['undone_run_id']} undone as run {d['run_id']}: "
                                   f"{d['fields_restored']} field(s) restored, {d['rows_deleted']} row(s) removed, "
