@@ -60,7 +60,7 @@ class _Heartbeat(threading.Thread):
         super().__init__(name=f"run-{run_id}-heartbeat", daemon=True)
         self.engine, self.run_id, self.interval = engine, run_id, interval
         self.halt = threading.Event()
-        self.failing = False
+        self.failing_since: float | None = None
 
     def run(self) -> None:
         while not self.halt.wait(self.interval):
@@ -70,20 +70,35 @@ class _Heartbeat(threading.Thread):
         try:
             now = utcnow()
             with write_transaction(self.engine) as conn:
-                conn.execute(text("UPDATE run_locks SET heartbeat_at = :now WHERE run_id = :id"),
-                             {"now": now, "id": self.run_id})
+                held = conn.execute(text("UPDATE run_locks SET heartbeat_at = :now WHERE run_id = :id"),
+                                    {"now": now, "id": self.run_id}).rowcount
                 conn.execute(text("UPDATE runs SET heartbeat_at = :now WHERE id = :id AND status = 'running'"),
                              {"now": now, "id": self.run_id})
-            self.failing = False
+            self.failing_since = None
+            if not held:  # closed, or marked stale and taken over: nothing left to keep alive
+                self.halt.set()
         except Exception as exc:  # noqa: BLE001 - a lost beat is retried at the next tick; never kill the job
-            if not self.failing:
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
                 job_logger(self.run_id, "heartbeat").warning("heartbeat failed", extra={"error": str(exc)[:300]})
-            self.failing = True
+            gone = "no such table" in str(exc) or "does not exist" in str(exc)  # the database was dropped
+            if gone or time.monotonic() - self.failing_since > get_settings().run_stale_seconds:
+                self.halt.set()  # others consider the run stale by now anyway
 
     def stop(self) -> None:
         self.halt.set()
         if self is not threading.current_thread():
             self.join(timeout=1.0)  # a beat blocked on the database ends by itself; the run does not wait for it
+
+
+def stop_heartbeats() -> None:
+    """Stop the heartbeat of every run this process has open (tests; a process that is going away)."""
+    with _LIVE_GUARD:
+        live = list(_LIVE.values())
+        _LIVE.clear()
+    for run in live:
+        if run._heartbeat is not None:
+            run._heartbeat.stop()
 
 
 def heartbeat_interval() -> float:

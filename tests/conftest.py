@@ -23,6 +23,7 @@ if str(ROOT) not in sys.path:
 from lib import config  # noqa: E402
 from lib.db import dispose_engines, get_engine  # noqa: E402
 from lib.migrations import forget_core_ready, migrate_core  # noqa: E402
+from lib.runs import stop_heartbeats  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_BASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
@@ -92,6 +93,7 @@ def db_url(request, tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", url)
     forget_core_ready()
     yield url
+    stop_heartbeats()  # runs a test left open: their heartbeat threads must not outlive its database
     dispose_engines()
     forget_core_ready()
     drop()
