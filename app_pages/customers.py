@@ -106,7 +106,7 @@ if result.rows:
         with history:
             changes = customer_history(engine, picked)
             if changes:
-                st.dataframe(changes_frame(changes), hide_index=True, width="stretch")
+                st.dataframe(changes_frame(changes, of="row"), hide_index=True, width="stretch")
             else:
                 st.caption("No recorded changes.")
 

@@ -43,7 +43,7 @@ with st.expander("Statistics and parameters", expanded=True):
 changes = run_changes(engine, picked, limit=5000)
 st.caption(f"{len(changes)} recorded change(s)" + (" (first 5,000 shown)" if len(changes) == 5000 else ""))
 if changes:
-    st.dataframe(changes_frame(changes), hide_index=True, width="stretch")
+    st.dataframe(changes_frame(changes, of="run"), hide_index=True, width="stretch")
 
 may_undo = me.can("admin") or (me.can("operator") and run["triggered_by"] == me.email)
 if changes and not run["undone_by_run_id"] and run["status"] != "running":

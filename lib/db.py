@@ -42,6 +42,12 @@ def fold_sql(bind: Engine | Connection, expression: str) -> str:
     return f"hub_fold({expression})" if bind.dialect.name == "sqlite" else f"lower({expression})"
 
 
+def like_contains(query: str) -> str:
+    """A LIKE pattern that finds `query` literally anywhere; use it with ESCAPE '\\' (% and _ are no wildcards)."""
+    escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def _configure_sqlite(engine: Engine) -> None:
     # SQLAlchemy's documented pysqlite recipe: let SQLAlchemy emit BEGIN itself so DDL is transactional.
     @event.listens_for(engine, "connect")

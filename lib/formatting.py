@@ -29,10 +29,16 @@ def money(value: int | float | Decimal | None) -> str:
     return "" if value is None else f"{number(value, 2)} {CURRENCY}"
 
 
-def when(value: datetime | date | None) -> str:
-    """A stored UTC time as dd-mm-yyyy HH:MM in Copenhagen time; a date as dd-mm-yyyy; None → ''."""
-    if value is None:
+def when(value: datetime | date | str | None) -> str:
+    """A stored UTC time as dd-mm-yyyy HH:MM in Copenhagen time; a date as dd-mm-yyyy; None → ''.
+    ISO text (how SQLite hands back dates and times) is read first."""
+    if value is None or value == "":
         return ""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value) if len(value) > 10 else date.fromisoformat(value)
+        except ValueError:
+            return value
     if isinstance(value, datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=UTC)
         return aware.astimezone(COPENHAGEN).strftime("%d-%m-%Y %H:%M")

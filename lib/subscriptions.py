@@ -12,6 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from lib.db import fold_sql, like_contains
 from lib.subscription_rows import MONTHS_PER_INTERVAL
 
 STATUSES = ("active", "paused", "cancelled")
@@ -20,19 +21,27 @@ _MONTHS_SQL = "CASE s.billing_interval " + " ".join(
     f"WHEN '{name}' THEN {months}" for name, months in MONTHS_PER_INTERVAL.items()) + " ELSE 1 END"
 
 
+MAX_QUERY_LENGTH = 200
+
+
 @dataclass(frozen=True)
 class SubscriptionFilter:
-    """Which subscriptions to show; None means all."""
+    """Which subscriptions to show; None means all. `customer` matches part of the customer's name."""
 
     customer_id: int | None = None
     product: str | None = None
     status: str | None = None
+    customer: str | None = None
 
-    def where(self) -> tuple[str, dict]:
+    def where(self, bind: Engine) -> tuple[str, dict]:
         clauses, params = [], {}
         if self.customer_id is not None:
             clauses.append("s.customer_id = :customer_id")
             params["customer_id"] = self.customer_id
+        if self.customer:
+            clauses.append(f"s.customer_id IN (SELECT id FROM customers WHERE {fold_sql(bind, 'name')} "
+                           f"LIKE :customer ESCAPE '\\')")
+            params["customer"] = like_contains(self.customer.strip().casefold()[:MAX_QUERY_LENGTH])
         if self.product:
             clauses.append("s.product = :product")
             params["product"] = self.product
@@ -54,15 +63,18 @@ def _money(value) -> Decimal:
     return Decimal(str(value or 0)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def list_subscriptions(engine: Engine, filters: SubscriptionFilter | None = None, *, limit: int = 5000) -> list[dict]:
-    """Matching subscriptions with their customer's name and monthly amount, newest start first."""
-    where, params = (filters or SubscriptionFilter()).where()
+def list_subscriptions(engine: Engine, filters: SubscriptionFilter | None = None, *, limit: int = 5000,
+                       offset: int = 0) -> list[dict]:
+    """Matching subscriptions with their customer's name and monthly amount, in the order they were added
+    (the primary key: a page is read by index, not by sorting every match)."""
+    where, params = (filters or SubscriptionFilter()).where(engine)
     with engine.connect() as conn:
         rows = conn.execute(text(
             "SELECT s.id, s.customer_id, c.name AS customer, s.external_id, s.product, s.sku, s.quantity, "
             "s.unit_price, s.billing_interval, s.start_date, s.end_date, s.status, s.source, s.note "
             f"FROM subscriptions s JOIN customers c ON c.id = s.customer_id {where} "
-            "ORDER BY c.name, s.product, s.start_date, s.id LIMIT :limit"), {**params, "limit": limit}).mappings().all()
+            "ORDER BY s.id LIMIT :limit OFFSET :offset"),
+            {**params, "limit": limit, "offset": offset}).mappings().all()
     out = []
     for r in rows:
         row = dict(r)
@@ -74,14 +86,14 @@ def list_subscriptions(engine: Engine, filters: SubscriptionFilter | None = None
 
 
 def count_subscriptions(engine: Engine, filters: SubscriptionFilter | None = None) -> int:
-    where, params = (filters or SubscriptionFilter()).where()
+    where, params = (filters or SubscriptionFilter()).where(engine)
     with engine.connect() as conn:
         return int(conn.execute(text(f"SELECT count(*) FROM subscriptions s {where}"), params).scalar_one())
 
 
 def product_totals(engine: Engine, filters: SubscriptionFilter | None = None) -> list[dict]:
     """Per product: subscriptions, active ones, active quantity and MRR; highest MRR first."""
-    where, params = (filters or SubscriptionFilter()).where()
+    where, params = (filters or SubscriptionFilter()).where(engine)
     with engine.connect() as conn:
         rows = conn.execute(text(
             "SELECT s.product, count(*) AS subscriptions, "
@@ -100,10 +112,13 @@ def total_mrr(totals: list[dict]) -> Decimal:
 
 
 def filter_options(engine: Engine) -> dict[str, list]:
-    """Customers that have subscriptions (id, name), the products, and the statuses, for the filter widgets."""
+    """The products and the statuses, for the filter widgets (customers are searched by name instead)."""
     with engine.connect() as conn:
-        customers = conn.execute(text(
-            "SELECT DISTINCT c.id, c.name FROM customers c JOIN subscriptions s ON s.customer_id = c.id "
-            "ORDER BY c.name, c.id")).all()
         products = conn.execute(text("SELECT DISTINCT product FROM subscriptions ORDER BY product")).scalars().all()
-    return {"customers": [(r.id, r.name) for r in customers], "products": list(products), "statuses": list(STATUSES)}
+    return {"products": list(products), "statuses": list(STATUSES)}
+
+
+def data_version(engine: Engine) -> int:
+    """Grows with every audited write (the audit log's newest id): a cache key that is cheap to read."""
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT coalesce(max(id), 0) FROM changes")).scalar_one())

@@ -19,6 +19,7 @@ def test_times_are_copenhagen_and_dates_day_first():
     assert when(datetime(2026, 7, 1, 10, 0, tzinfo=UTC)) == "01-07-2026 12:00"   # summer: UTC+2
     assert when(datetime(2026, 12, 1, 10, 0)) == "01-12-2026 11:00"                        # naive = UTC; winter +1
     assert when(date(2026, 3, 9)) == "09-03-2026"
+    assert when("2026-03-09") == "09-03-2026" and when("2026-12-01 10:00:00") == "01-12-2026 11:00"  # SQLite text
 
 
 def test_booleans_and_empty():

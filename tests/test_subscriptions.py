@@ -42,4 +42,10 @@ def test_totals_and_filters(engine):
     cancelled = list_subscriptions(engine, SubscriptionFilter(status="cancelled"))
     assert [r["customer"] for r in cancelled] == ["Blåbær IT I/S"] and cancelled[0]["monthly"] == Decimal("0.00")
     options = filter_options(engine)
-    assert len(options["customers"]) == 3 and "Backup 100 GB" in options["products"]
+    assert "Backup 100 GB" in options["products"] and "customers" not in options
+    assert count_subscriptions(engine, SubscriptionFilter(customer="østergaard")) == 1
+    assert count_subscriptions(engine, SubscriptionFilter(customer="%")) == 0   # literal, not a wildcard
+    assert count_subscriptions(engine, SubscriptionFilter(customer="_")) == 0
+    page_one = list_subscriptions(engine, limit=2)
+    page_two = list_subscriptions(engine, limit=2, offset=2)
+    assert len(page_one) == 2 and {r["id"] for r in page_one}.isdisjoint({r["id"] for r in page_two})
