@@ -5,7 +5,15 @@ import streamlit as st
 from lib.errors import HubError
 from lib.logging_setup import configure_logging
 from ui.navigation import build_navigation
-from ui.session import auth_configured, auth_providers, current_actor, hub_engine, require_login_problem
+from ui.session import (
+    auth_configured,
+    auth_providers,
+    current_actor,
+    hub_engine,
+    require_login_problem,
+    session_gate,
+    sign_out_button,
+)
 
 st.set_page_config(page_title="BMC Hub", page_icon=":material/hub:", layout="wide")
 try:
@@ -20,7 +28,14 @@ if problem:
     st.stop()
 
 if auth_configured() and not st.user.get("is_logged_in"):
+    from lib.signin_check import missing_signin_module
+
+    st.session_state.pop("_hub_actor", None)
     st.title("BMC Hub")
+    missing = missing_signin_module()
+    if missing:
+        st.error(missing)
+        st.stop()
     st.write("Sign in with your company account to continue.")
     providers = auth_providers()
     for provider in providers or [None]:
@@ -29,16 +44,22 @@ if auth_configured() and not st.user.get("is_logged_in"):
             st.login(provider) if provider else st.login()
     st.stop()
 
-hub_engine()  # applies pending core migrations before any page draws
-actor = current_actor()
+engine = hub_engine()  # applies pending core migrations before any page draws
+try:
+    actor = current_actor()
+except HubError as exc:  # e.g. DEFAULT_ROLE is not a role
+    st.error(str(exc))
+    st.stop()
+st.session_state["_hub_actor"] = None
+if actor.mode == "oidc":
+    session_gate(engine, actor)  # stops the run for a signed-out, revoked, too old or refused identity
 st.session_state["_hub_actor"] = actor
 with st.sidebar:
     if actor.mode == "local":
         st.warning("Sign-in is not configured: you are the local admin.", icon=":material/lock_open:")
     else:
         st.caption(f"Signed in as {actor.email} ({actor.role})")
-        if st.button("Sign out"):
-            st.logout()
+        sign_out_button(engine, actor)
 
 navigation = build_navigation(actor)
 navigation.run()

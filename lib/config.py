@@ -117,6 +117,8 @@ class Settings:
     hub_viewers: str = ""
     default_role: str = "viewer"
     require_login: bool = False
+    auth_trust_email_providers: str = ""
+    session_max_age_hours: float = 12.0
     run_stale_seconds: int = 900
     run_heartbeat_seconds: float = 5.0
 

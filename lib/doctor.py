@@ -20,6 +20,7 @@ from lib.errors import ConfigError, HubError
 from lib.integrations import integration_status, test_connection
 from lib.migrations import CORE_MIGRATIONS_DIR, CORE_MODULE, MigrationStatus, status
 from lib.runs import lock_is_stale
+from lib.signin_check import check_signin
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 # Streamlit's OIDC sign-in needs these in [auth]; client settings may sit in [auth] or in each [auth.NAME].
@@ -243,6 +244,7 @@ def run_doctor(settings: Settings | None = None) -> Report:
         report.checks.append(Check("modules", WARN, "not checked: the core migrations are not all applied"))
     report.checks += _guarded("integrations", lambda: check_integrations(settings))
     report.checks += _guarded("auth", lambda: check_auth(settings))
+    report.checks += _guarded("signin", lambda: check_signin(settings))
     if core_ready:
         report.checks += _guarded("runs", lambda: check_runs(engine, settings))
         report.checks += _guarded("audit_log", lambda: check_audit_log(engine))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT
@@ -14,8 +16,12 @@ def app(page: str = "Home.py", user: dict | None = None) -> AppTest:
     return at
 
 
-def signed_in(email: str) -> dict:
-    return {"email": email, "is_logged_in": True}
+def signed_in(email: str, *, verified: bool | None = True, issued: float | None = None) -> dict:
+    """st.user as Streamlit fills it from an ID token: e-mail, email_verified (left out when None), iat."""
+    user = {"email": email, "is_logged_in": True, "provider": "default", "iat": int(issued or time.time())}
+    if verified is not None:
+        user["email_verified"] = verified
+    return user
 
 
 def no_exception(at: AppTest) -> AppTest:

@@ -20,6 +20,7 @@ from lib.modules import enable_module, forget_discovery
 from lib.runs import start_run
 from lib.sandbox import running_economic
 from tests.conftest import ROOT
+from tests.metadata_server import provider_metadata, serving
 
 FIXTURE_MODULES = ROOT / "tests" / "fixtures" / "modules"
 COMPLETE_AUTH = """
@@ -82,8 +83,9 @@ def secrets_toml(tmp_path, monkeypatch):
 def test_healthy_setup_passes(engine, economic_ok, modules_dir, secrets_toml, capsys):
     """Database, migrations, a healthy enabled module, a working integration, complete sign-in: exit 0."""
     enable_module(engine, "good", "t")
-    secrets_toml(COMPLETE_AUTH)
-    code, report = doctor(capsys)
+    with serving(provider_metadata()) as idp:  # the provider's metadata URL must answer
+        secrets_toml(COMPLETE_AUTH.replace("https://login.example.dk", idp))
+        code, report = doctor(capsys)
     checks = by_name(report)
     assert code == 0 and report["ok"] is True, report
     assert checks["database"]["status"] == "ok" and engine.dialect.name in checks["database"]["message"]
@@ -161,8 +163,9 @@ def test_require_login_without_auth_section_fails(engine, monkeypatch, secrets_t
     code, report = doctor(capsys)
     assert code == 1 and by_name(report)["auth"]["status"] == "fail"
     assert "REQUIRE_LOGIN" in by_name(report)["auth"]["message"]
-    secrets_toml(COMPLETE_AUTH)
-    code, report = doctor(capsys)
+    with serving(provider_metadata()) as idp:
+        secrets_toml(COMPLETE_AUTH.replace("https://login.example.dk", idp))
+        code, report = doctor(capsys)
     assert by_name(report)["auth"] == {"name": "auth", "status": "ok", "message": "sign-in required"}
     assert code == 0
 

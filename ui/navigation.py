@@ -19,6 +19,7 @@ CORE_PAGES = [
     ("Jobs", "app_pages/crm_sync.py", "CRM sync", ":material/sync:", "operator", False),
     ("Settings", "app_pages/integrations.py", "Integrations", ":material/cable:", "admin", False),
     ("Settings", "app_pages/modules.py", "Modules", ":material/extension:", "admin", False),
+    ("Settings", "app_pages/sessions.py", "Sessions", ":material/badge:", "admin", False),
 ]
 
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 import streamlit as st
 from sqlalchemy.engine import Engine
 
 from lib.config import get_settings
 from lib.db import open_database
 from lib.errors import HubError
-from lib.roles import Actor, actor_for_email
+from lib.roles import NO_ROLE, Actor, actor_for_identity
+from lib.sessions import issued_at, record_seen, session_problem, sign_out
+
+SEEN_EVERY_SECONDS = 60  # last-seen is refreshed at most this often per browser session
+log = logging.getLogger("hub.signin")
 
 LOCAL_ADMIN = "local-admin"
 
@@ -39,11 +46,19 @@ def auth_providers() -> list[str]:
         return []
 
 
-def current_actor() -> Actor:
-    """Signed-in user with a role from configuration; without auth a single local admin."""
+def identity_claims() -> dict:
+    """The signed-in identity's ID token claims (email, email_verified, iat, …) plus Streamlit's provider."""
     user = st.user
-    if user.get("is_logged_in"):
-        return actor_for_email(str(user.get("email") or ""), mode="oidc")
+    try:
+        return dict(user.to_dict())
+    except AttributeError:  # older proxies: read the keys one by one
+        return {key: user.get(key) for key in user}
+
+
+def current_actor() -> Actor:
+    """Signed-in user with a role from configuration (verified e-mails only); without auth a local admin."""
+    if st.user.get("is_logged_in"):
+        return actor_for_identity(identity_claims())
     return Actor(LOCAL_ADMIN, "admin", "local")
 
 
@@ -51,6 +66,11 @@ def actor() -> Actor:
     """The actor resolved by Home.py for this run (pages opened alone in tests fall back to resolving it)."""
     found = st.session_state.get("_hub_actor")
     return found if isinstance(found, Actor) else current_actor()
+
+
+def can(needed: str) -> bool:
+    """Whether this run's actor has the `needed` role: pages draw write controls only when it is true."""
+    return actor().can(needed)
 
 
 def page_actor(needed: str = "viewer") -> Actor:
@@ -75,3 +95,51 @@ def require_login_problem() -> str | None:
         return ("REQUIRE_LOGIN is true but sign-in is not configured: add an [auth] section to "
                 ".streamlit/secrets.toml (see docs/SECURITY.md) or unset REQUIRE_LOGIN.")
     return None
+
+
+def _log_once(message: str, actor: Actor, reason: str) -> None:
+    """One log line per browser session and reason, not one per rerun."""
+    key = f"_hub_logged_{message}_{reason}"
+    if not st.session_state.get(key):
+        st.session_state[key] = True
+        log.warning(message, extra={"person": actor.email, "role": actor.role, "reason": reason})
+
+
+def _login_again(provider: str) -> None:
+    if st.button("Sign in again", type="primary", key="hub_sign_in_again"):
+        st.login(provider) if provider != "default" else st.login()
+
+
+def session_gate(engine: Engine, actor: Actor) -> None:
+    """Stop the run (with a page saying why) unless this identity may go on; records the sign-in."""
+    claims = identity_claims()
+    provider = str(claims.get("provider") or "default")
+    problem = session_problem(engine, actor.email, issued_at(claims), get_settings().session_max_age_hours)
+    if problem:
+        _log_once("session refused", actor, problem)
+        st.title("BMC Hub")
+        st.warning(problem, icon=":material/logout:")
+        _login_again(provider)
+        st.stop()
+    if time.time() - st.session_state.get("_hub_seen_at", 0) > SEEN_EVERY_SECONDS:
+        record_seen(engine, actor.email, actor.role, provider)
+        st.session_state["_hub_seen_at"] = time.time()
+    if actor.role == NO_ROLE:
+        _log_once("sign-in refused", actor, "no role list names this person and DEFAULT_ROLE is none")
+        st.title("BMC Hub")
+        st.error(f"Your account ({actor.email}) is not allowed here. Ask an admin to add it to the Hub's role "
+                 "lists.", icon=":material/block:")
+        sign_out_button(engine, actor)
+        st.stop()
+
+
+def sign_out_button(engine: Engine, actor: Actor) -> None:
+    """Signs out on the server first (every copy of this sign-in is refused from now on), then in the browser."""
+    if st.button("Sign out", key="hub_sign_out"):
+        try:
+            sign_out(engine, actor, issued_at(identity_claims()))
+        except HubError as exc:  # still sign out in the browser; the log says why the record failed
+            log.error("sign-out not recorded", extra={"person": actor.email, "error": str(exc)})
+        st.session_state.pop("_hub_actor", None)
+        st.session_state.pop("_hub_seen_at", None)
+        st.logout()

@@ -13,4 +13,5 @@ COMMANDS = [
     "sandbox",
     "demo_data",
     "doctor",
+    "sessions",
 ]
