@@ -1,0 +1,149 @@
+"""Signing in for real: a real OpenID provider (oidc-provider) on 127.0.0.1, the Hub, and Chromium through the
+provider's login page. Each role's navigation, an unverified e-mail, DEFAULT_ROLE=none, and sign-out followed by
+replaying the old cookie in a fresh browser."""
+
+from __future__ import annotations
+
+import pytest
+
+from lib.sessions import list_sign_ins
+from tests.browser import CHROMIUM_ARGS, wait_idle
+from tests.conftest import CHROMIUM, require_chromium
+from tests.oidc_provider import SignInSetup, ensure_provider_installed
+
+ACCOUNTS = {
+    "viewer": {"email": "peter@partner.dk", "email_verified": True, "name": "Peter"},
+    "operator": {"email": "anna@bmc.dk", "email_verified": True, "name": "Anna"},
+    "admin": {"email": "boss@bmc.dk", "email_verified": True, "name": "Boss"},
+    # Someone who set the admin's address on their own account; the provider never verified it.
+    "impostor": {"email": "boss@bmc.dk", "email_verified": False, "name": "Not Boss"},
+    "stranger": {"email": "someone@gmail.com", "email_verified": True, "name": "Someone"},
+}
+HUB_ENV = {"HUB_ADMINS": "boss@bmc.dk", "HUB_OPERATORS": "@bmc.dk", "HUB_VIEWERS": "@partner.dk",
+           "DEFAULT_ROLE": "none", "REQUIRE_LOGIN": "true"}
+VIEWER_PAGES = {"Dashboard", "Customers", "Subscriptions", "Runs"}
+JOB_PAGES = {"Import subscriptions", "CVR lookup", "e-conomic", "CRM sync"}
+ADMIN_PAGES = {"Integrations", "Modules", "Sessions"}
+
+
+@pytest.fixture
+def hub(engine, tmp_path):
+    require_chromium()
+    ensure_provider_installed()
+    setup = SignInSetup(tmp_path, ACCOUNTS)
+    try:
+        setup.start(HUB_ENV)
+        yield setup
+    except Exception:
+        print(setup.logs())
+        raise
+    finally:
+        setup.stop()
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
+    pw.stop()
+
+
+def new_page(browser, cookies: list | None = None):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(30_000)
+    if cookies:
+        context.add_cookies(cookies)
+    return context.new_page()
+
+
+def open_app(page, base: str) -> None:
+    page.goto(base)
+    page.get_by_test_id("stApp").wait_for()
+    page.wait_for_selector('[data-testid="stMain"]')
+    wait_idle(page)
+
+
+def sign_in(browser, hub: SignInSetup, login: str):
+    """Through the provider's own login page, as a person would."""
+    page = new_page(browser)
+    open_app(page, hub.base)
+    page.get_by_role("button", name="Sign in with Company").click()
+    page.wait_for_url(f"{hub.issuer}/interaction/**")
+    page.fill('input[name="login"]', login)
+    page.fill('input[name="password"]', "any password")
+    page.get_by_role("button", name="Sign-in").click()
+    page.wait_for_url(f"{hub.base}/**")
+    page.get_by_test_id("stApp").wait_for()
+    wait_idle(page)
+    return page
+
+
+def nav_titles(page) -> set[str]:
+    links = page.get_by_test_id("stSidebarNavLink")
+    return {links.nth(i).inner_text().strip().splitlines()[-1].strip() for i in range(links.count())}  # after the icon
+
+
+def main_text(page) -> str:
+    return page.get_by_test_id("stMain").inner_text()
+
+
+def test_sign_in_roles_refusals_and_sign_out_against_a_real_provider(hub, browser):
+    # Not signed in: only the sign-in screen.
+    page = new_page(browser)
+    open_app(page, hub.base)
+    page.get_by_text("Sign in with your company account").wait_for()
+    assert nav_titles(page) == set()
+
+    # Each role's navigation.
+    expected = {"viewer": VIEWER_PAGES, "operator": VIEWER_PAGES | JOB_PAGES,
+                "admin": VIEWER_PAGES | JOB_PAGES | ADMIN_PAGES}
+    pages = {}
+    for login, titles in expected.items():
+        pages[login] = sign_in(browser, hub, login)
+        page = pages[login]
+        page.get_by_text(f"Signed in as {ACCOUNTS[login]['email']} ({login})").wait_for()
+        shown = nav_titles(page)
+        assert shown & (VIEWER_PAGES | JOB_PAGES | ADMIN_PAGES) == titles, (login, shown)
+
+    # An unverified e-mail gets no listed role; with DEFAULT_ROLE=none that means no entry at all.
+    impostor = sign_in(browser, hub, "impostor")
+    impostor.get_by_text("Your account (boss@bmc.dk (unverified)) is not allowed here").wait_for()
+    assert nav_titles(impostor) == set()
+    stranger = sign_in(browser, hub, "stranger")
+    stranger.get_by_text("Your account (someone@gmail.com) is not allowed here. Ask an admin").wait_for()
+    assert nav_titles(stranger) == set() and "Customers" not in main_text(stranger)
+
+    # The admin's Sessions page lists everyone who signed in, with the role they got.
+    admin = pages["admin"]
+    admin.get_by_test_id("stSidebarNavLink").filter(has_text="Sessions").click()
+    admin.get_by_role("heading", name="Sessions").wait_for()
+    wait_idle(admin)
+    people = {p["person"]: p["role"] for p in list_sign_ins(hub_engine_of())}
+    assert people == {"peter@partner.dk": "viewer", "anna@bmc.dk": "operator", "boss@bmc.dk": "admin",
+                      "boss@bmc.dk (unverified)": "none", "someone@gmail.com": "none"}
+
+    # Sign out, then replay the old cookie in a fresh browser: refused, nothing drawn.
+    operator = pages["operator"]
+    old_cookies = [c for c in operator.context.cookies() if c["name"].startswith("_streamlit_user")]
+    assert old_cookies
+    operator.get_by_role("button", name="Sign out").click()
+    operator.wait_for_url(f"{hub.issuer}/**")  # the provider's own sign-out page (end_session_endpoint)
+    open_app(operator, hub.base)
+    operator.get_by_text("Sign in with your company account").wait_for()
+    replay = new_page(browser, old_cookies)
+    open_app(replay, hub.base)
+    replay.get_by_text("You signed out at").wait_for()
+    assert nav_titles(replay) == set() and "Signed in as" not in replay.inner_text("body")
+    # The other people's sessions go on.
+    open_app(pages["viewer"], hub.base)
+    pages["viewer"].get_by_text("Signed in as peter@partner.dk (viewer)").wait_for()
+
+
+def hub_engine_of():
+    from lib.db import open_database
+
+    return open_database()
