@@ -34,7 +34,7 @@ if "modules_flash" in st.session_state:
 def act(label: str, action, *args) -> None:
     """Run a state change, remember its outcome for the next run, and redraw."""
     try:
-        result = action(engine, *args, me.email)
+        result = action(engine, *args, me)
         st.session_state["modules_flash"] = ("success", label.format(result=result))
     except HubError as exc:
         st.session_state["modules_flash"] = ("error", str(exc))
@@ -101,7 +101,7 @@ for r in rows:
                 act(f"Enabled {name}.", enable_module, name)
             if st.button("Remove data…", key=f"modules_remove_start_{name}"):
                 try:
-                    st.session_state[confirm_key] = removal_plan(engine, name)
+                    st.session_state[confirm_key] = removal_plan(engine, name, me)
                 except HubError as exc:
                     st.error(str(exc))
             plan = st.session_state.get(confirm_key)

@@ -92,13 +92,16 @@ def _run(args: argparse.Namespace, work: Path) -> int:
 
     from lib.db import open_database
     from lib.modules import enable_module, load_registry
+    from lib.roles import Actor
+
+    ADMIN = Actor("bench", "admin")
 
     engine = open_database()
     started = time.perf_counter()
     registry = load_registry(engine)
     first = time.perf_counter() - started
     for info in registry.modules.values():
-        enable_module(engine, info.name, "bench")
+        enable_module(engine, info.name, ADMIN)
 
     at = AppTest.from_string(SCRIPT, default_timeout=120)
     at.session_state["reruns"] = args.reruns

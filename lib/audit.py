@@ -29,6 +29,7 @@ AUDITED_TABLES = {
         "customer_id", "external_id", "product", "sku", "quantity", "unit_price", "billing_interval",
         "start_date", "end_date", "status", "note", "source",
     ),
+    "module_settings": ("module", "key", "value"),  # lib.modules.set_module_setting
 }
 
 

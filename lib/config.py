@@ -24,6 +24,15 @@ SECRET_NAMES = {
     "VTIGER_ACCESS_KEY",
     "SIMPLYCRM_ACCESS_KEY",
 }
+# The one masking rule: a setting whose name contains one of these is a secret (config, module config, logs).
+SECRET_MARKERS = ("PASSWD", "PASSWORD", "CREDENTIAL", "DSN", "TOKEN", "SECRET", "KEY")
+MASK = "••••••"
+
+
+def is_secret_name(name: str) -> bool:
+    """Is a setting called `name` a secret (never shown, never logged)?"""
+    upper = name.upper()
+    return upper in SECRET_NAMES or any(marker in upper for marker in SECRET_MARKERS)
 
 
 def _truthy(value: str | bool | None, default: bool) -> bool:
@@ -127,8 +136,8 @@ class Settings:
         out: dict[str, str | None] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name.upper() in SECRET_NAMES and value:
-                out[f.name.upper()] = "••••••"
+            if is_secret_name(f.name) and value:
+                out[f.name.upper()] = MASK
             else:
                 out[f.name.upper()] = None if value is None else str(value)
         return out

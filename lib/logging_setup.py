@@ -12,7 +12,7 @@ from urllib.parse import quote, quote_plus
 
 from sqlalchemy.engine.url import make_url
 
-from lib.config import SECRET_NAMES, get_settings, raw_setting
+from lib.config import SECRET_NAMES, get_settings, is_secret_name, raw_setting, raw_settings_with_prefix
 from lib.errors import ConfigError
 
 MASK = "••••••"
@@ -31,6 +31,7 @@ def secret_values() -> list[str]:
         value = raw_setting(name)
         if value:
             values.add(value)
+    values |= {v for k, v in raw_settings_with_prefix("MODULES__").items() if v and is_secret_name(k.rsplit("__", 1)[-1])}
     database_url = raw_setting("DATABASE_URL")
     if database_url:
         try:

@@ -56,6 +56,9 @@ KEYS: tuple[Key, ...] = (
     Key("health", "string", False, "`null`", '`"file.py:function"`; the function returns `True`/`False` or `(bool, "message")`'),
     Key("health_timeout", "number", False, "`5`", "seconds before a running health check counts as failed"),
     Key("required_role", "string", False, '`"viewer"`', "lowest role that sees the module's pages: viewer, operator or admin"),
+    Key("reads", "list of strings", False, "`[]`", "core tables the module may read (SELECT only), e.g. `[\"customers\"]`; every other table outside its prefix is refused by the database"),
+    Key("settings", "list of objects", False, "`[]`", "settings the Modules page edits: `{\"key\", \"type\", \"default\", \"description\"}` plus `min`/`max`/`choices` (see Settings)"),
+    Key("jobs", "object", False, "`{}`", "job name → `\"file.py:function\"`; run with `python manage.py modules run NAME JOB`"),
 )
 KNOWN_KEYS = tuple(k.name for k in KEYS)
 
@@ -77,6 +80,95 @@ class PageSpec:
     @property
     def slug(self) -> str:
         return PurePosixPath(self.file).with_suffix("").as_posix().replace("/", "_")
+
+
+SETTING_TYPES = ("bool", "int", "float", "str", "choice", "secret")
+SETTING_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,62}$")
+SETTING_FIELDS = ("key", "type", "default", "description", "min", "max", "choices")
+# Every module has these two switches; a module may declare them to change the description, not the type.
+SAFETY_SETTINGS = ("READ_ONLY", "DRY_RUN")
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One editable setting of a module (module.json `settings`)."""
+
+    key: str
+    type: str
+    default: Any = None
+    description: str = ""
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+def safety_settings() -> tuple[SettingSpec, ...]:
+    return (SettingSpec("READ_ONLY", "bool", True, "nothing is written while on"),
+            SettingSpec("DRY_RUN", "bool", True, "writes are shown, not made, while on"))
+
+
+def _type_ok(kind: str, value: Any, choices: tuple[str, ...] = ()) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "choice":
+        return value in choices
+    return isinstance(value, str)
+
+
+def _settings(raw: Any, bad, warnings: list[str], where: str) -> tuple[SettingSpec, ...]:
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        bad("settings", 'a list of {"key", "type", "default", "description"} objects', raw)
+        return safety_settings()
+    out: dict[str, SettingSpec] = {s.key: s for s in safety_settings()}
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            bad(f"settings[{i}]", 'an object {"key": "PAGE_SIZE", "type": "int", "default": 50}', item)
+            continue
+        for extra in set(item) - set(SETTING_FIELDS):
+            warnings.append(f'{where}: unknown key "settings[{i}].{extra}" ignored')
+        key, kind = item.get("key"), item.get("type")
+        if not isinstance(key, str) or not SETTING_KEY.match(key):
+            bad(f"settings[{i}].key", "upper-case letters, digits and _ (like PAGE_SIZE)", key)
+            continue
+        if kind not in SETTING_TYPES:
+            bad(f"settings[{i}].type", " / ".join(SETTING_TYPES), kind)
+            continue
+        if key in SAFETY_SETTINGS and kind != "bool":
+            bad(f"settings[{i}].type", f"bool ({key} is a safety switch)", kind)
+            continue
+        choices = item.get("choices", [])
+        if kind == "choice" and (not isinstance(choices, list) or not choices
+                                 or not all(isinstance(c, str) for c in choices)):
+            bad(f"settings[{i}].choices", "a non-empty list of strings", choices)
+            continue
+        bounds = {}
+        for b in ("min", "max"):
+            v = item.get(b)
+            if v is not None and (kind not in ("int", "float") or isinstance(v, bool) or not isinstance(v, int | float)):
+                bad(f"settings[{i}].{b}", "a number, for int and float settings only", v)
+                v = None
+            bounds[b] = v
+        default = item.get("default", out[key].default if key in out else None)
+        if default is not None and not _type_ok(kind, default, tuple(choices)):
+            bad(f"settings[{i}].default", f"a {kind} value" + (f" from {choices}" if kind == "choice" else ""), default)
+            continue
+        if kind == "secret" and default not in (None, ""):
+            bad(f"settings[{i}].default", "no default (secrets are set on the Modules page or in the environment)",
+                "…")
+            continue
+        description = item.get("description", "")
+        if not isinstance(description, str):
+            bad(f"settings[{i}].description", "a string", description)
+            description = ""
+        out[key] = SettingSpec(key, kind, default, description or (out[key].description if key in out else ""),
+                               bounds["min"], bounds["max"], tuple(choices) if kind == "choice" else ())
+    return tuple(out.values())
 
 
 @dataclass(frozen=True)
@@ -105,6 +197,9 @@ class Manifest:
     health: str | None = None
     health_timeout: float = 5.0
     required_role: str = "viewer"
+    reads: tuple[str, ...] = ()
+    settings: tuple[SettingSpec, ...] = ()
+    jobs: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -284,11 +379,31 @@ def validate_manifest(data: dict[str, Any], path: Path) -> Manifest:
         bad("required_role", " or ".join(ROLES), required_role)
         required_role = "viewer"
 
+    reads = data.get("reads", [])
+    if not isinstance(reads, list) or not all(isinstance(r, str) and re.fullmatch(r"[a-z][a-z0-9_]*", r)
+                                              for r in reads):
+        bad("reads", 'a list of table names like ["customers"]', reads)
+        reads = []
+    settings = _settings(data.get("settings"), bad, warnings, where)
+    jobs = data.get("jobs", {})
+    if not isinstance(jobs, dict):
+        bad("jobs", 'an object like {"watch": "job.py:run"}', jobs)
+        jobs = {}
+    for job, target in list(jobs.items()):
+        m = HEALTH_PATTERN.match(target) if isinstance(target, str) else None
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", job) or not m or ".." in target:
+            bad(f"jobs.{job}", '"file.py:function" naming a function in the module folder', target)
+            jobs.pop(job)
+        elif not (path.parent / m.group("file")).is_file():
+            bad(f"jobs.{job}", f"an existing file, but {path.parent / m.group('file')} does not exist", target)
+            jobs.pop(job)
+
     if problems:
         raise ManifestError(problems + warnings)
     return Manifest(
         name=name, version=version, description=description, path=path, title=title, author=author,
         enabled=enabled, dependencies=tuple(dependencies), hub_version=hub_version, table_prefix=prefix,
         pages=tuple(pages), config=dict(config), health=health, health_timeout=float(health_timeout),
-        required_role=required_role, warnings=tuple(warnings),
+        required_role=required_role, reads=tuple(dict.fromkeys(reads)), settings=settings, jobs=dict(jobs),
+        warnings=tuple(warnings),
     )

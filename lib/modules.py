@@ -10,12 +10,14 @@ The module API (what module code may import) is small: get_module_config, module
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,19 +25,18 @@ from typing import Any
 
 from packaging.specifiers import SpecifierSet
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from lib import __version__ as HUB_VERSION
-from lib.config import get_settings, parse_json_value, raw_setting, raw_settings_with_prefix
-from lib.db import write_transaction
+from lib.config import MASK, get_settings, is_secret_name, parse_json_value, raw_setting, raw_settings_with_prefix
+from lib.db import get_engine, write_transaction
 from lib.errors import HubError, InputError
 from lib.migrations import (
     MigrationError,
     MigrationFile,
     MigrationStatus,
+    _history,
     discover,
-    ensure_core_schema,
-    migrate,
     status,
 )
 from lib.module_manifest import (
@@ -47,8 +48,16 @@ from lib.module_manifest import (
     load_manifest,
     parse_version,
 )
-from lib.module_tables import migration_guard, owned_tables, prefix_clash
-from lib.roles import has_role
+from lib.module_migrations import migrate_module, recorded_objects
+from lib.module_sandbox import (
+    Sandbox,
+    _quote,
+    module_session,
+    owned_objects,
+    role_name,
+)
+from lib.module_tables import core_tables, migration_guard, owned_tables, prefix_clash
+from lib.roles import Actor, has_role, require_role
 from lib.sql_split import split_sql
 
 __all__ = (
@@ -61,8 +70,7 @@ __all__ = (
 CODE_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_TEMPLATE = CODE_ROOT / "modules" / "_template"
 TEMPLATE_FOLDER = "_template"
-SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "KEY")
-MASK = "••••••"
+SYSTEM = Actor("system", "admin", "system")  # the Hub itself: first discovery at app start, `migrate`
 HEALTH_MAX_AGE = 30.0
 STATUSES = ("enabled", "disabled", "failed", "unavailable")
 
@@ -118,7 +126,10 @@ def discover_manifests(directory: Path | None = None) -> dict[str, Manifest | Ma
     directory = directory or modules_dir()
     if not get_settings().modules_auto_reload and directory in _scan_cache:
         return _scan_cache[directory]
-    found = {folder.name: _load_cached(folder) for folder in _module_folders(directory)}
+    root = directory.resolve()
+    found = {folder.name: _load_cached(folder) if folder.resolve().is_relative_to(root) else ManifestError(
+        [f"{folder}: resolves to {folder.resolve()}, outside MODULES_DIR ({directory}); module folders must live "
+         "there (no symlinks leading out)"]) for folder in _module_folders(directory)}
     _scan_cache[directory] = found
     return found
 
@@ -224,7 +235,8 @@ def _resolve(
                                             list(m.problems))
             continue
         state = states.get(m.name)
-        info = ModuleInfo(m.name, m.folder, m, state.enabled if state else m.enabled, state=state)
+        # never recorded yet: disabled until app start, `migrate` or `modules enable` records (and maybe enables) it
+        info = ModuleInfo(m.name, m.folder, m, state.enabled if state else False, state=state)
         if m.hub_version and not SpecifierSet(m.hub_version).contains(parse_version(HUB_VERSION), prereleases=True):
             info.reasons.append(f"needs BMC Hub {m.hub_version}, this is {HUB_VERSION}")
         if clash := prefix_clash(m.table_prefix):
@@ -238,6 +250,21 @@ def _resolve(
         for n in names if len(names) > 1 else []:
             others = ", ".join(o for o in names if o != n)
             infos[n].reasons.append(f"table_prefix {prefix!r} is also used by {others}")
+    for prefix, names in by_prefix.items():
+        for other_prefix, other_names in by_prefix.items():
+            if other_prefix != prefix and other_prefix.startswith(prefix):
+                # abc_ would reach abc_def_…: the newcomer of the two is refused (an installed one keeps working)
+                for n in names + other_names:
+                    if not (infos[n].state and infos[n].state.installed_version):
+                        clash = other_names if n in names else names
+                        infos[n].reasons.append(
+                            f"table_prefix {infos[n].manifest.table_prefix!r} overlaps module "
+                            f"{', '.join(clash)} (prefixes {prefix!r} and {other_prefix!r}); rename one of them")
+    core = core_tables()
+    for info in infos.values():
+        for table in info.manifest.reads if info.manifest else ():
+            if table not in core:
+                info.reasons.append(f"reads: {table!r} is not a core table of BMC Hub")
     for info in infos.values():
         for dep in info.manifest.dependencies if info.manifest else ():
             if dep.name in infos:
@@ -310,40 +337,39 @@ def _read_states(engine: Engine) -> dict[str, ModuleState]:
             "SELECT name, enabled, installed_version, last_error, last_error_at, changed_at, changed_by "
             "FROM module_state"
         )).all()
+        conn.rollback()
     return {r[0]: ModuleState(r[0], bool(r[1]), *r[2:]) for r in rows}
 
 
-def load_registry(engine: Engine, *, first_discovery: bool = True) -> Registry:
-    """Every discovered module with its status. Cheap enough for every rerun (one small query).
+def load_registry(engine: Engine) -> Registry:
+    """Every discovered module with its status. A pure read, cheap enough for every rerun (one small query).
 
-    A module seen for the first time gets its state row; `enabled: true` in module.json enables it then
-    (migrations first), and never again afterwards.
+    A module never seen before shows with its module.json default; its state row is written only by
+    `record_new_modules` (app start, `migrate`, `modules enable`).
     """
     directory = modules_dir()
     if not get_settings().modules_enabled:
         return Registry(directory, False, {})
-    ensure_core_schema(engine)
     manifests = discover_manifests(directory)
     states = _read_states(engine)
-    modules = _resolve_snapshot(manifests, states, directory)
-    if first_discovery:
-        new = [i for i in modules.values() if i.manifest and i.state is None and not i.reasons]
-        if new:
-            for info in new:
-                _first_seen(engine, info, directory)
-            modules = _resolve_snapshot(manifests, _read_states(engine), directory)
-    return Registry(directory, True, modules)
+    return Registry(directory, True, _resolve_snapshot(manifests, states, directory))
 
 
-def _first_seen(engine: Engine, info: ModuleInfo, directory: Path) -> None:
-    if info.manifest.enabled:
-        try:
-            enable_module(engine, info.name, actor="system (first discovery)")
-        except HubError:
-            pass  # enable_module recorded the reason; the module stays disabled
-    else:
-        _write_state(engine, info.name, enabled=False, installed_version=None, actor="system (first discovery)",
-                     only_if_missing=True)
+def record_new_modules(engine: Engine) -> list[str]:
+    """Write the state row of every module seen for the first time; `"enabled": true` enables it now
+    (migrations first), and never again afterwards. Returns the new modules' names."""
+    registry = load_registry(engine)
+    new = [i for i in registry.modules.values() if i.manifest and i.state is None and not i.reasons]
+    for info in new:
+        if info.manifest.enabled:
+            try:
+                enable_module(engine, info.name, Actor("system (first discovery)", "admin", "system"))
+            except HubError:
+                pass  # enable_module recorded the reason; the module stays disabled
+        else:
+            _write_state(engine, info.name, enabled=False, installed_version=None,
+                         actor="system (first discovery)", only_if_missing=True)
+    return [i.name for i in new]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -383,20 +409,38 @@ def _record_error(engine: Engine, name: str, message: str, actor: str) -> None:
         )
 
 
+def sandbox_of(info: ModuleInfo) -> Sandbox:
+    return Sandbox(info.name, info.manifest.table_prefix, info.manifest.reads)
+
+
 def _migrate_module(engine: Engine, registry: Registry, info: ModuleInfo) -> list[MigrationFile]:
-    """Apply the module's pending migrations after checking every pending statement against its prefix."""
+    """Apply the module's pending migrations, confined by the database (lib.module_sandbox).
+
+    The text check first only gives an early, friendlier message; the engine is what refuses.
+    """
     folder = info.folder / "migrations"
     guard = migration_guard(info.name, registry.prefixes)
+    history = _read_history(engine, info.name)
     for f in discover(folder, engine.dialect.name, info.name):
-        for statement in split_sql(f.read()):
-            guard(f, statement)
-    return migrate(engine, folder, info.name, guard=guard)
+        if not (history.get(f.version) or {}).get("success"):
+            for statement in split_sql(f.read()):
+                guard(f, statement)
+    return migrate_module(engine, folder, sandbox_of(info))
 
 
-def enable_module(engine: Engine, name: str, actor: str) -> list[MigrationFile]:
-    """Apply pending migrations, then mark enabled. Refused (InputError) when the module is unavailable;
-    a failing migration rolls back, is recorded as the module's error and re-raised (MigrationError)."""
-    registry = load_registry(engine, first_discovery=False)
+def _read_history(engine: Engine, module: str) -> dict[int, dict]:
+    try:
+        with engine.connect() as conn:
+            return _history(conn, module)
+    except Exception:  # noqa: BLE001 - no history table yet: nothing applied
+        return {}
+
+
+def enable_module(engine: Engine, name: str, actor: Actor) -> list[MigrationFile]:
+    """Apply pending migrations, then mark enabled (admin only). Refused (InputError) when the module is
+    unavailable; a failing migration rolls back, is recorded as the module's error and re-raised."""
+    require_role(actor.role, "admin", "enable modules")
+    registry = load_registry(engine)
     if not registry.system_enabled:
         raise InputError("the module system is switched off (MODULES_ENABLED=false)")
     info = registry.require(name)
@@ -405,23 +449,24 @@ def enable_module(engine: Engine, name: str, actor: str) -> list[MigrationFile]:
     try:
         applied = _migrate_module(engine, registry, info)
     except HubError as exc:
-        _record_error(engine, name, str(exc), actor)
+        _record_error(engine, name, str(exc), actor.email)
         raise
-    _write_state(engine, name, enabled=True, installed_version=info.manifest.version, actor=actor)
+    _write_state(engine, name, enabled=True, installed_version=info.manifest.version, actor=actor.email)
     _health_cache.pop(name, None)
     return applied
 
 
-def disable_module(engine: Engine, name: str, actor: str) -> list[str]:
-    """Mark the module disabled; returns the enabled dependants that become unavailable with it."""
-    registry = load_registry(engine, first_discovery=False)
+def disable_module(engine: Engine, name: str, actor: Actor) -> list[str]:
+    """Mark the module disabled (admin only); returns the enabled dependants that become unavailable with it."""
+    require_role(actor.role, "admin", "disable modules")
+    registry = load_registry(engine)
     info = registry.get(name)
     states = _read_states(engine)
     if info is None and name not in states:
         raise InputError(f"no module named {name!r} in {registry.directory}")
     going_down = [d for d in registry.dependants_of(name) if registry.modules[d].enabled] if info else []
     installed = states[name].installed_version if name in states else None
-    _write_state(engine, name, enabled=False, installed_version=installed, actor=actor)
+    _write_state(engine, name, enabled=False, installed_version=installed, actor=actor.email)
     return going_down
 
 
@@ -431,28 +476,70 @@ class RemovalPlan:
     tables: list[str]
     views: list[str]
     migration_rows: int
+    other: list[str] = field(default_factory=list)  # PostgreSQL: sequences, functions, types… the role owns
 
     @property
     def empty(self) -> bool:
-        return not (self.tables or self.views or self.migration_rows)
+        return not (self.tables or self.views or self.other or self.migration_rows)
 
 
-def removal_plan(engine: Engine, name: str) -> RemovalPlan:
+def _catalog_objects(engine: Engine, name: str, registry: Registry) -> tuple[list[str], list[str], list[str]]:
+    """(tables, views, other objects) the module owns: by its role on PostgreSQL, by record on SQLite.
+
+    Modules installed before objects were recorded fall back to their prefix (longest prefix wins).
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            role = role_name(conn, name)
+            owned = owned_objects(conn, role) if conn.execute(
+                text("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = :r"), {"r": role}).scalar() else []
+            tables = sorted(o.name for o in owned if o.kind == "table")
+            views = sorted(o.name for o in owned if o.kind in ("view", "materialized view"))
+            other = sorted(o.identity for o in owned if o.kind not in ("table", "view", "materialized view", "index")
+                           and not (o.schema or "").startswith("pg_temp"))
+            if owned:
+                return tables, views, other
+        else:
+            try:
+                recorded = recorded_objects(conn, name)
+            except Exception:  # noqa: BLE001 - before migration 011: nothing recorded
+                recorded = {}
+            present = dict(conn.execute(text("SELECT name, type FROM sqlite_master")).all())
+            if recorded:
+                return (sorted(n for n, k in recorded.items() if k == "table" and present.get(n) == "table"),
+                        sorted(n for n, k in recorded.items() if k == "view" and present.get(n) == "view"), [])
+    if recorded_any(engine, name):
+        return [], [], []
+    prefixes = registry.prefixes
+    prefixes.setdefault(name, f"{name}_")
+    inspector = inspect(engine)
+    return (owned_tables(name, inspector.get_table_names(), prefixes),
+            owned_tables(name, inspector.get_view_names(), prefixes), [])
+
+
+def recorded_any(engine: Engine, name: str) -> bool:
+    """Did a confined migration of this module ever run (so its objects are known exactly)?"""
+    try:
+        with engine.connect() as conn:
+            return bool(conn.execute(text("SELECT 1 FROM module_objects WHERE module = :m"), {"m": name}).first())
+    except Exception:  # noqa: BLE001 - no table before migration 011
+        return False
+
+
+def removal_plan(engine: Engine, name: str, actor: Actor | None = None) -> RemovalPlan:
     """Exactly what `remove_module_data` would drop; refused unless the module is disabled."""
-    registry = load_registry(engine, first_discovery=False)
+    if actor is not None:
+        require_role(actor.role, "admin", "remove module data")
+    registry = load_registry(engine)
     states = _read_states(engine)
     if not NAME_PATTERN.match(name) or (registry.get(name) is None and name not in states):
         raise InputError(f"no module named {name!r} in {registry.directory}")
     if name in states and states[name].enabled:
         raise InputError(f"module {name} is enabled: disable it before removing its data")
-    prefixes = registry.prefixes
-    prefixes.setdefault(name, f"{name}_")
-    inspector = inspect(engine)
-    tables = owned_tables(name, inspector.get_table_names(), prefixes)
-    views = owned_tables(name, inspector.get_view_names(), prefixes)
+    tables, views, other = _catalog_objects(engine, name, registry)
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT count(*) FROM module_migrations WHERE module = :m"), {"m": name}).scalar()
-    return RemovalPlan(name, tables, views, int(rows or 0))
+    return RemovalPlan(name, tables, views, int(rows or 0), other)
 
 
 def _drop_order(engine: Engine, tables: list[str]) -> list[str]:
@@ -470,27 +557,35 @@ def _drop_order(engine: Engine, tables: list[str]) -> list[str]:
     return order
 
 
-def remove_module_data(engine: Engine, name: str, expected: RemovalPlan, actor: str) -> RemovalPlan:
-    """Drop the module's own tables and views and forget its migrations, in one transaction.
+def remove_module_data(engine: Engine, name: str, expected: RemovalPlan, actor: Actor) -> RemovalPlan:
+    """Drop the module's own objects and forget its migrations, in one transaction (admin only).
 
     `expected` is the plan the user confirmed; if the database changed since, nothing is dropped.
+    PostgreSQL drops what the module's role owns (DROP OWNED BY); SQLite drops what its migrations recorded.
     """
+    require_role(actor.role, "admin", "remove module data")
     plan = removal_plan(engine, name)
-    if (plan.tables, plan.views) != (expected.tables, expected.views):
+    if (plan.tables, plan.views, plan.other) != (expected.tables, expected.views, expected.other):
         raise InputError(f"module {name}: the tables changed since they were shown ({', '.join(plan.tables)}); "
                          "review the list again")
     quote = engine.dialect.identifier_preparer.quote
     order = _drop_order(engine, plan.tables)
     with write_transaction(engine) as conn:
-        for view in plan.views:
-            conn.exec_driver_sql(f"DROP VIEW IF EXISTS {quote(view)}")
-        for table in order:
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(table)}")
+        if conn.dialect.name == "postgresql" and recorded_any(engine, name):
+            role = role_name(conn, name)
+            conn.exec_driver_sql(f"DROP OWNED BY {_quote(conn, role)}")
+        else:
+            for view in plan.views:
+                conn.exec_driver_sql(f"DROP VIEW IF EXISTS {quote(view)}")
+            for table in order:
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(table)}")
+        if recorded_any(engine, name):
+            conn.execute(text("DELETE FROM module_objects WHERE module = :m"), {"m": name})
         conn.execute(text("DELETE FROM module_migrations WHERE module = :m"), {"m": name})
         conn.execute(
             text("UPDATE module_state SET installed_version = NULL, changed_at = :at, changed_by = :by "
                  "WHERE name = :m"),
-            {"m": name, "at": _now(), "by": actor},
+            {"m": name, "at": _now(), "by": actor.email},
         )
     return plan
 
@@ -505,6 +600,7 @@ def migrate_enabled_modules(engine: Engine) -> list[MigrationFile]:
     A failing module is recorded and skipped with its dependants; the others still run, then MigrationError
     names the failures (its `applied` attribute lists what did get applied).
     """
+    record_new_modules(engine)
     registry = load_registry(engine)
     applied: list[MigrationFile] = []
     failures: list[str] = []
@@ -540,14 +636,16 @@ def module_migration_status(engine: Engine) -> list[MigrationStatus]:
 
 
 def pending_migrations(engine: Engine, info: ModuleInfo) -> tuple[list[str], str | None]:
-    """Filenames not yet applied (or failed), and a problem reading the folder if any."""
+    """Filenames not yet applied (or failed, or changed), and a problem reading the folder if any. Reads only."""
     if info.manifest is None:
         return [], None
     try:
-        return [s.filename for s in status(engine, info.folder / "migrations", info.name)
-                if s.state in ("pending", "failed", "changed")], None
+        files = discover(info.folder / "migrations", engine.dialect.name, info.name)
     except HubError as exc:
         return [], str(exc)
+    history = _read_history(engine, info.name)
+    return [f.filename for f in files if not (row := history.get(f.version))
+            or not row["success"] or row["checksum"] != f.checksum], None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -570,6 +668,8 @@ _health_running: dict[str, tuple[threading.Thread, float]] = {}
 def load_module_file(manifest: Manifest, relative: str, suffix: str):
     """Import a file of the module as a fresh Python module (module code changes apply without restart)."""
     path = manifest.folder / relative
+    if not path.resolve().is_relative_to(manifest.folder.resolve()):
+        raise ImportError(f"{path} resolves outside the module folder")
     module_name = f"hub_module_{manifest.name}_{suffix}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
@@ -693,35 +793,174 @@ def _env_prefix(name: str) -> str:
     return f"MODULES__{name.upper()}__"
 
 
-def get_module_config(name: str, key: str, default: Any = None) -> Any:
-    """A module's setting: `MODULES__{NAME}__{KEY}` (parsed as JSON when it parses), else module.json, else default."""
+def _stored_settings(name: str, engine: Engine | None = None) -> dict[str, Any]:
+    """key → value saved on the Modules page (JSON in module_settings); {} before migration 011."""
+    try:
+        with (engine or get_engine()).connect() as conn:
+            rows = conn.execute(text("SELECT key, value FROM module_settings WHERE module = :m"), {"m": name}).all()
+            conn.rollback()
+    except Exception:  # noqa: BLE001 - no settings table (yet): the defaults hold
+        return {}
+    return {k: parse_json_value(v) for k, v in rows if v is not None}
+
+
+def get_module_config(name: str, key: str, default: Any = None, *, engine: Engine | None = None) -> Any:
+    """A module's setting, first found of: `MODULES__{NAME}__{KEY}` (environment, .env, secrets.toml; parsed as
+    JSON when it parses), the value saved on the Modules page, module.json (`settings` default, then `config`),
+    `default`. Read on every call, so a change takes effect on the next rerun."""
     raw = raw_setting(f"{_env_prefix(name)}{key.upper()}")
     if raw is not None:
         return parse_json_value(raw)
+    stored = _stored_settings(name, engine)
+    if key in stored:
+        return stored[key]
     manifest = _manifest_of(name)
-    if manifest is not None and key in manifest.config:
-        return manifest.config[key]
+    if manifest is not None:
+        spec = next((s for s in manifest.settings if s.key == key), None)
+        if key in manifest.config:
+            return manifest.config[key]
+        if spec is not None and spec.default is not None:
+            return spec.default
     return default
 
 
 def is_secret(key: str) -> bool:
-    return any(marker in key.upper() for marker in SECRET_MARKERS)
+    return is_secret_name(key)
 
 
-def module_config(name: str, *, masked: bool = True) -> dict[str, dict[str, Any]]:
-    """Every config value in effect: key → {value, source}; secrets masked unless asked not to."""
+def module_config(name: str, *, masked: bool = True, engine: Engine | None = None) -> dict[str, dict[str, Any]]:
+    """Every setting in effect: key → {value, source, type, description, locked, …}; secrets masked unless asked.
+
+    `source` is module.json, "saved" (Modules page) or the environment variable's name; `locked` is true when
+    an environment variable decides (it wins, so the page cannot change it).
+    """
     manifest = _manifest_of(name)
     out: dict[str, dict[str, Any]] = {}
+    specs = {s.key: s for s in manifest.settings} if manifest else {}
+    for key, spec in specs.items():
+        value = manifest.config.get(key, spec.default)
+        out[key] = {"value": value, "source": "module.json", "locked": False}
     for key, value in (manifest.config if manifest else {}).items():
-        out[key] = {"value": value, "source": "module.json"}
+        out.setdefault(key, {"value": value, "source": "module.json", "locked": False})
+    for key, value in _stored_settings(name, engine).items():
+        if key in out:
+            out[key].update(value=value, source="saved")
     prefix = _env_prefix(name)
     for env_name, raw in sorted(raw_settings_with_prefix(prefix).items()):
-        out[env_name[len(prefix):]] = {"value": parse_json_value(raw), "source": env_name}
-    if masked:
-        for key, entry in out.items():
-            if is_secret(key) and entry["value"] not in (None, ""):
-                entry["value"] = MASK
+        key = env_name[len(prefix):]
+        out.setdefault(key, {})
+        out[key].update(value=parse_json_value(raw), source=env_name, locked=True)
+    for key, entry in out.items():
+        spec = specs.get(key)
+        entry.update(type=spec.type if spec else "config", description=spec.description if spec else "",
+                     min=spec.min if spec else None, max=spec.max if spec else None,
+                     choices=list(spec.choices) if spec else [], editable=spec is not None)
+        secret = is_secret(key) or (spec is not None and spec.type == "secret")
+        entry["secret"] = secret
+        if masked and secret:
+            entry["value"] = MASK if entry["value"] not in (None, "") else None
     return out
+
+
+def validate_setting(spec: Any, value: Any) -> Any:
+    """The value converted to the setting's type; InputError with the rule it breaks."""
+    where = f"setting {spec.key}"
+    if isinstance(value, str) and spec.type in ("bool", "int", "float"):
+        text_value = value.strip()
+        if spec.type == "bool":
+            lowered = text_value.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise InputError(f"{where}: expected true or false, got {value!r}")
+            value = lowered in ("true", "1", "yes", "on")
+        else:
+            try:
+                value = int(text_value) if spec.type == "int" else float(text_value)
+            except ValueError:
+                raise InputError(f"{where}: expected {'a whole number' if spec.type == 'int' else 'a number'}, "
+                                 f"got {value!r}") from None
+    if spec.type == "bool" and not isinstance(value, bool):
+        raise InputError(f"{where}: expected true or false, got {value!r}")
+    if spec.type in ("int", "float"):
+        if isinstance(value, bool) or not isinstance(value, int | float) or (spec.type == "int"
+                                                                             and not float(value).is_integer()):
+            raise InputError(f"{where}: expected {'a whole number' if spec.type == 'int' else 'a number'}, "
+                             f"got {value!r}")
+        value = int(value) if spec.type == "int" else float(value)
+        if spec.min is not None and value < spec.min or spec.max is not None and value > spec.max:
+            raise InputError(f"{where}: {value} is outside {spec.min if spec.min is not None else '…'}"
+                             f"–{spec.max if spec.max is not None else '…'}")
+    if spec.type == "choice" and value not in spec.choices:
+        raise InputError(f"{where}: expected one of {', '.join(spec.choices)}, got {value!r}")
+    if spec.type in ("str", "secret"):
+        if not isinstance(value, str):
+            raise InputError(f"{where}: expected text, got {value!r}")
+        if len(value) > 2000:
+            raise InputError(f"{where}: at most 2000 characters")
+    return value
+
+
+def set_module_setting(engine: Engine, name: str, key: str, value: Any, actor: Actor) -> dict[str, Any]:
+    """Save one setting (admin only) as an audited change in its own run, so `undo RUN` puts it back.
+
+    Refused when an environment variable decides the value (it would win anyway). Returns
+    {run_id, key, changed}; a secret's value is never returned.
+    """
+    from lib.audit import insert_row, update_row
+    from lib.runs import start_run
+
+    require_role(actor.role, "admin", "change module settings")
+    manifest = _manifest_of(name)
+    if manifest is None:
+        raise InputError(f"no usable module named {name!r} in {modules_dir()}")
+    spec = next((s for s in manifest.settings if s.key == key), None)
+    if spec is None:
+        known = ", ".join(s.key for s in manifest.settings)
+        raise InputError(f"module {name} has no setting {key!r} (settings: {known})")
+    env_name = f"{_env_prefix(name)}{key}"
+    if raw_setting(env_name) is not None:
+        raise InputError(f"setting {key} of {name} is locked: {env_name} is set in the environment (it wins)")
+    clean = validate_setting(spec, value)
+    encoded = json.dumps(clean, ensure_ascii=False)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT id, value FROM module_settings WHERE module = :m AND key = :k"),
+                           {"m": name, "k": key}).first()
+    if row is not None and row[1] == encoded:
+        return {"run_id": None, "key": key, "changed": False}
+    run = start_run(engine, "module-settings", user=actor.email,
+                    parameters={"module": name, "key": key, **({} if spec.type == "secret" else {"value": clean})})
+    try:
+        with write_transaction(engine) as conn:
+            if row is None:
+                insert_row(conn, "module_settings", {"module": name, "key": key, "value": encoded}, run_id=run.id,
+                           user=actor.email)
+            else:
+                update_row(conn, "module_settings", row[0], {"value": encoded}, run_id=run.id, user=actor.email)
+    except BaseException as exc:
+        run.fail(str(exc) or type(exc).__name__)
+        raise
+    run.finish({"module": name, "key": key})
+    return {"run_id": run.id, "key": key, "changed": True}
+
+
+@contextmanager
+def module_connection(name: str, engine: Engine | None = None) -> Iterator[Connection]:
+    """A transaction for module code, confined like its migrations (its role on PostgreSQL, the authorizer on
+    SQLite): it sees its own tables and the core tables it declared in `reads`. Commits at the end.
+
+    The connection is closed for good afterwards (never back into the pool with the module's session state).
+    """
+    engine = engine or get_engine()
+    manifest = _manifest_of(name)
+    if manifest is None:
+        raise InputError(f"no usable module named {name!r}")
+    conn = engine.connect()
+    try:
+        with conn.begin():
+            with module_session(conn, Sandbox(name, manifest.table_prefix, manifest.reads)):
+                yield conn
+    finally:
+        conn.invalidate()
+        conn.close()
 
 
 def module_table(module: str, table: str) -> str:

@@ -17,6 +17,7 @@ from lib.audit import utcnow
 from lib.cli import main
 from lib.migrations import CORE_MIGRATIONS_DIR, status
 from lib.modules import enable_module, forget_discovery
+from lib.roles import Actor
 from lib.runs import start_run
 from lib.sandbox import running_economic
 from tests.conftest import ROOT
@@ -31,6 +32,8 @@ client_id = "hub"
 client_secret = "client-secret-value"
 server_metadata_url = "https://login.example.dk/.well-known/openid-configuration"
 """
+
+ADMIN = Actor("t", "admin")
 
 
 def doctor(capsys, *extra: str) -> tuple[int, dict]:
@@ -82,7 +85,7 @@ def secrets_toml(tmp_path, monkeypatch):
 
 def test_healthy_setup_passes(engine, economic_ok, modules_dir, secrets_toml, capsys):
     """Database, migrations, a healthy enabled module, a working integration, complete sign-in: exit 0."""
-    enable_module(engine, "good", "t")
+    enable_module(engine, "good", ADMIN)
     with serving(provider_metadata()) as idp:  # the provider's metadata URL must answer
         secrets_toml(COMPLETE_AUTH.replace("https://login.example.dk", idp))
         code, report = doctor(capsys)
@@ -150,7 +153,7 @@ def test_failing_integration_fails(engine, economic_ok, monkeypatch, capsys):
 
 
 def test_unhealthy_enabled_module_fails(engine, modules_dir, capsys):
-    enable_module(engine, "raising_health", "t")
+    enable_module(engine, "raising_health", ADMIN)
     code, report = doctor(capsys)
     check = by_name(report)["modules"]
     assert code == 1 and check["status"] == "fail"

@@ -47,7 +47,11 @@ def test_required_keys_are_required_and_documented_keys_are_known(tmp_path):
             validate_manifest({k: v for k, v in base.items() if k != key}, folder / "module.json")
     full = {**base, "title": "Demo", "author": "a", "enabled": True, "dependencies": ["other>=1"], "hub_version": ">=1",
             "table_prefix": "demo_", "pages": [{"file": "page.py", "title": "P", "icon": ":material/home:"}],
-            "config": {"READ_ONLY": True}, "health": "health.py:check", "health_timeout": 2, "required_role": "admin"}
+            "config": {"READ_ONLY": True}, "health": "health.py:check", "health_timeout": 2, "required_role": "admin",
+            "reads": ["customers"], "jobs": {"sync": "health.py:check"},
+            "settings": [{"key": "PAGE_SIZE", "type": "int", "default": 50, "description": "rows", "min": 1, "max": 500},
+                         {"key": "MODE", "type": "choice", "default": "a", "choices": ["a", "b"]},
+                         {"key": "API_TOKEN", "type": "secret"}]}
     assert set(full) == set(KNOWN_KEYS)
     assert validate_manifest(full, folder / "module.json").warnings == ()
     with_unknown = validate_manifest({**base, "colour": "x"}, folder / "module.json")
@@ -69,6 +73,14 @@ def test_required_keys_are_required_and_documented_keys_are_known(tmp_path):
         ("health", "health.py", 'key "health": expected "file.py:function"'),
         ("health_timeout", 0, 'key "health_timeout": expected a number of seconds'),
         ("required_role", "root", 'key "required_role": expected viewer or operator or admin'),
+        ("reads", "customers", 'key "reads": expected a list of table names'),
+        ("settings", [{"key": "page size", "type": "int"}], 'key "settings[0].key": expected upper-case'),
+        ("settings", [{"key": "N", "type": "number"}], 'key "settings[0].type": expected bool / int'),
+        ("settings", [{"key": "N", "type": "int", "default": "5"}], 'key "settings[0].default": expected a int'),
+        ("settings", [{"key": "M", "type": "choice"}], 'key "settings[0].choices": expected a non-empty list'),
+        ("settings", [{"key": "READ_ONLY", "type": "str"}], "READ_ONLY is a safety switch"),
+        ("settings", [{"key": "T", "type": "secret", "default": "x"}], 'key "settings[0].default": expected no'),
+        ("jobs", {"sync": "nope.py:run"}, "does not exist"),
     ],
 )
 def test_errors_name_the_file_the_key_and_the_expectation(tmp_path, key, value, expected):

@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from lib.modules import enable_module, load_registry, page_views
+from lib.roles import Actor
 from tests.apptest import texts
 from tests.conftest import ROOT
 from tests.test_modules import modules_dir  # noqa: F401 - fixture
@@ -29,6 +30,8 @@ NAV_SCRIPT = textwrap.dedent(
 )
 BROKEN = ("render_error", "import_error", "hanging_health")
 
+ADMIN = Actor("t", "admin")
+
 
 def nav_app(**state) -> AppTest:
     at = AppTest.from_string(NAV_SCRIPT, default_timeout=60)
@@ -40,7 +43,7 @@ def nav_app(**state) -> AppTest:
 def test_navigation_lists_enabled_modules_and_the_app_still_renders(engine, modules_dir):  # noqa: F811
     """Every fixture present, broken ones enabled: the app renders, only enabled modules are in the navigation."""
     for name in ("good", "needs_good", *BROKEN):
-        enable_module(engine, name, "t")
+        enable_module(engine, name, ADMIN)
     at = nav_app()
     assert not at.exception
     assert "core home" in texts(at)
@@ -53,12 +56,12 @@ def test_navigation_lists_enabled_modules_and_the_app_still_renders(engine, modu
 def test_enable_and_disable_take_effect_on_the_next_rerun(engine, modules_dir):  # noqa: F811
     at = nav_app()
     assert at.session_state["urls"] == []
-    enable_module(engine, "good", "t")
+    enable_module(engine, "good", ADMIN)
     at.run()
     assert at.session_state["urls"] == ["mod_good_page"]
     from lib.modules import disable_module
 
-    disable_module(engine, "good", "t")
+    disable_module(engine, "good", ADMIN)
     at.run()
     assert at.session_state["urls"] == []
 
@@ -72,7 +75,7 @@ def test_enable_and_disable_take_effect_on_the_next_rerun(engine, modules_dir): 
     ],
 )
 def test_a_broken_module_page_shows_its_error_and_is_recorded(engine, modules_dir, name, expected):  # noqa: F811
-    enable_module(engine, name, "t")
+    enable_module(engine, name, ADMIN)
     at = nav_app(render=(name, "page.py"))
     assert not at.exception
     errors = [e.value for e in at.error]
@@ -83,7 +86,7 @@ def test_a_broken_module_page_shows_its_error_and_is_recorded(engine, modules_di
 
 
 def test_a_good_module_page_renders_and_counts_views(engine, modules_dir, monkeypatch):  # noqa: F811
-    enable_module(engine, "good", "t")
+    enable_module(engine, "good", ADMIN)
     monkeypatch.setenv("MODULES__GOOD__LIMIT", "7")
     at = nav_app(render=("good", "page.py"))
     assert not at.exception and not at.error
@@ -100,7 +103,7 @@ def test_a_disabled_module_page_says_so_instead_of_running(engine, modules_dir):
 
 def test_modules_settings_page_renders_with_every_fixture_and_enables(engine, modules_dir):  # noqa: F811
     for name in ("render_error", "hanging_health"):
-        enable_module(engine, name, "t")
+        enable_module(engine, name, ADMIN)
     at = AppTest.from_file(str(ROOT / "app_pages" / "modules.py"), default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
     shown = texts(at)
@@ -117,8 +120,8 @@ def test_modules_settings_page_renders_with_every_fixture_and_enables(engine, mo
 
 
 def test_settings_page_disable_warns_about_dependants_and_remove_data_confirms(engine, modules_dir):  # noqa: F811
-    enable_module(engine, "good", "t")
-    enable_module(engine, "needs_good", "t")
+    enable_module(engine, "good", ADMIN)
+    enable_module(engine, "needs_good", ADMIN)
     at = AppTest.from_file(str(ROOT / "app_pages" / "modules.py"), default_timeout=60).run()
     assert "Disabling good also takes down: needs_good." in texts(at)
     at.button(key="modules_disable_good").click().run()
@@ -139,6 +142,6 @@ def test_home_renders_with_every_fixture_module(engine, modules_dir):  # noqa: F
     if not (ROOT / "Home.py").is_file():
         pytest.skip("Home.py not written yet")
     for name in ("good", *BROKEN):
-        enable_module(engine, name, "t")
+        enable_module(engine, name, ADMIN)
     at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]

@@ -23,12 +23,16 @@ from lib.modules import (
     module_config,
     module_migration_status,
     module_report,
+    record_new_modules,
     removal_plan,
     remove_module_data,
 )
+from lib.roles import Actor
 from tests.conftest import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "modules"
+
+ADMIN = Actor("t", "admin")
 
 
 @pytest.fixture
@@ -72,7 +76,7 @@ def test_every_fixture_gets_its_documented_status(engine, modules_dir):
 
 def test_enable_applies_migrations_and_unblocks_dependants(engine, modules_dir):
     """Enabling runs pending migrations first; dependants become available; versions are checked."""
-    applied = enable_module(engine, "good", "anna@bmc.dk")
+    applied = enable_module(engine, "good", ADMIN)
     assert [f.filename for f in applied] == ["001_init.sql"]
     assert "good_items" in tables(engine)
     s = statuses(engine)
@@ -80,48 +84,48 @@ def test_enable_applies_migrations_and_unblocks_dependants(engine, modules_dir):
     assert s["needs_good"] == ("disabled", None)
     assert s["wants_new_good"] == ("unavailable", "needs good>=2.0, found good 1.2.0")
     row = next(r for r in module_report(engine) if r["name"] == "good")
-    assert row["installed_version"] == "1.2.0" and row["changed_by"] == "anna@bmc.dk"
+    assert row["installed_version"] == "1.2.0" and row["changed_by"] == "t"
     assert row["dependants"] == ["needs_good", "wants_new_good"]
-    assert enable_module(engine, "good", "anna@bmc.dk") == []  # idempotent: retrying is always safe
+    assert enable_module(engine, "good", ADMIN) == []  # idempotent: retrying is always safe
 
 
 def test_disabling_a_dependency_takes_dependants_down_without_changing_their_state(engine, modules_dir):
-    enable_module(engine, "good", "t")
-    enable_module(engine, "needs_good", "t")
-    assert disable_module(engine, "good", "t") == ["needs_good"]
+    enable_module(engine, "good", ADMIN)
+    enable_module(engine, "needs_good", ADMIN)
+    assert disable_module(engine, "good", ADMIN) == ["needs_good"]
     reg = load_registry(engine)
     assert reg.get("needs_good").enabled and reg.get("needs_good").status == "unavailable"
-    enable_module(engine, "good", "t")
+    enable_module(engine, "good", ADMIN)
     assert load_registry(engine).get("needs_good").status == "enabled"
 
 
 def test_unavailable_or_unknown_modules_cannot_be_enabled(engine, modules_dir):
     with pytest.raises(InputError, match="depends on good, which is disabled"):
-        enable_module(engine, "needs_good", "t")
+        enable_module(engine, "needs_good", ADMIN)
     with pytest.raises(InputError, match="dependency cycle"):
-        enable_module(engine, "cycle_a", "t")
+        enable_module(engine, "cycle_a", ADMIN)
     with pytest.raises(InputError, match="no module named 'nope'"):
-        enable_module(engine, "nope", "t")
+        enable_module(engine, "nope", ADMIN)
 
 
 def test_failing_migration_rolls_back_and_module_stays_disabled(engine, modules_dir):
     """Half-way failure: no table left, the module disabled with the error, a fixed file lets a retry through."""
     with pytest.raises(MigrationError, match="half_migration/001_init.sql failed at statement 3"):
-        enable_module(engine, "half_migration", "t")
+        enable_module(engine, "half_migration", ADMIN)
     assert "half_migration_a" not in tables(engine)
     info = load_registry(engine).get("half_migration")
     assert not info.enabled and info.status == "failed" and "half_migration_missing_table" in info.error
     (modules_dir / "half_migration" / "migrations" / "001_init.sql").write_text(
         "CREATE TABLE half_migration_a (id INTEGER PRIMARY KEY);\n", encoding="utf-8")
-    enable_module(engine, "half_migration", "t")
+    enable_module(engine, "half_migration", ADMIN)
     info = load_registry(engine).get("half_migration")
     assert info.enabled and info.status == "enabled" and info.error is None
 
 
 def test_migration_touching_another_modules_table_is_refused_before_running(engine, modules_dir):
-    enable_module(engine, "good", "t")
+    enable_module(engine, "good", ADMIN)
     with pytest.raises(MigrationRefused, match="'good_items' is a table of module good"):
-        enable_module(engine, "intruder", "t")
+        enable_module(engine, "intruder", ADMIN)
     assert "intruder_notes" not in tables(engine)  # refused before the first statement
     assert "stolen" not in {c["name"] for c in inspect(engine).get_columns("good_items")}
     assert load_registry(engine).get("intruder").status == "failed"
@@ -132,9 +136,12 @@ def test_manifest_enabled_is_only_the_default_on_first_discovery(engine, modules
     data = json.loads(manifest.read_text())
     manifest.write_text(json.dumps({**data, "enabled": True}))
     forget_discovery()
+    assert not load_registry(engine).get("good").enabled  # a read writes nothing, not even a first sighting
+    assert "good_items" not in tables(engine)
+    assert "good" in record_new_modules(engine)  # app start, `migrate` or `modules enable` record it
     reg = load_registry(engine)
     assert reg.get("good").enabled and "good_items" in tables(engine)
-    disable_module(engine, "good", "t")
+    disable_module(engine, "good", ADMIN)
     time.sleep(0.01)
     manifest.write_text(json.dumps({**data, "enabled": True, "description": "edited"}))
     assert not load_registry(engine).get("good").enabled
@@ -164,7 +171,7 @@ def test_modules_enabled_false_turns_the_system_off(engine, modules_dir, monkeyp
     reg = load_registry(engine)
     assert not reg.system_enabled and reg.modules == {}
     with pytest.raises(InputError, match="MODULES_ENABLED=false"):
-        enable_module(engine, "good", "t")
+        enable_module(engine, "good", ADMIN)
 
 
 def test_config_defaults_env_overrides_and_masking(engine, modules_dir, monkeypatch):
@@ -179,13 +186,20 @@ def test_config_defaults_env_overrides_and_masking(engine, modules_dir, monkeypa
     assert get_module_config("good", "NOTE") == "plain text"
     shown = module_config("good")
     assert shown["API_TOKEN"]["value"] == "••••••" and shown["DB_PASSWORD"]["value"] == "••••••"
-    assert shown["LIMIT"] == {"value": 25, "source": "MODULES__GOOD__LIMIT"}
-    assert shown["DRY_RUN"] == {"value": True, "source": "module.json"}
+    assert (shown["LIMIT"]["value"], shown["LIMIT"]["source"], shown["LIMIT"]["locked"]) == (
+        25, "MODULES__GOOD__LIMIT", True)
+    assert (shown["DRY_RUN"]["value"], shown["DRY_RUN"]["source"], shown["DRY_RUN"]["locked"]) == (
+        True, "module.json", False)
+    monkeypatch.setenv("MODULES__GOOD__CRM_DSN", "postgresql://x:y@h/db")
+    monkeypatch.setenv("MODULES__GOOD__SMTP_PASSWD", "p")
+    monkeypatch.setenv("MODULES__GOOD__GOOGLE_CREDENTIALS", "{}")
+    shown = module_config("good")
+    assert {shown[k]["value"] for k in ("CRM_DSN", "SMTP_PASSWD", "GOOGLE_CREDENTIALS")} == {"••••••"}
 
 
 def test_health_checks_that_raise_or_hang_report_unhealthy_within_the_timeout(engine, modules_dir):
     for name in ("hanging_health", "raising_health", "good"):
-        enable_module(engine, name, "t")
+        enable_module(engine, name, ADMIN)
     reg = load_registry(engine)
     started = time.monotonic()
     hanging = check_health(engine, reg.get("hanging_health"), max_age=0)
@@ -199,35 +213,41 @@ def test_health_checks_that_raise_or_hang_report_unhealthy_within_the_timeout(en
 
 
 def test_remove_data_drops_only_the_modules_own_tables(engine, modules_dir):
-    enable_module(engine, "good", "t")
+    enable_module(engine, "good", ADMIN)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE goodies (id INTEGER)"))  # not good_… : not good's
     with pytest.raises(InputError, match="disable it before removing"):
         removal_plan(engine, "good")
-    disable_module(engine, "good", "t")
+    disable_module(engine, "good", ADMIN)
     plan = removal_plan(engine, "good")
     assert plan.tables == ["good_items"] and plan.migration_rows == 1
-    remove_module_data(engine, "good", plan, "t")
+    remove_module_data(engine, "good", plan, ADMIN)
     assert "good_items" not in tables(engine) and {"goodies", "customers", "module_state"} <= tables(engine)
     assert removal_plan(engine, "good").empty
     assert load_registry(engine).get("good").state.installed_version is None
-    enable_module(engine, "good", "t")  # a clean reinstall
+    enable_module(engine, "good", ADMIN)  # a clean reinstall
     assert "good_items" in tables(engine)
 
 
 def test_remove_data_refuses_when_the_tables_changed_since_the_preview(engine, modules_dir):
-    enable_module(engine, "good", "t")
-    disable_module(engine, "good", "t")
+    enable_module(engine, "good", ADMIN)
+    disable_module(engine, "good", ADMIN)
     plan = removal_plan(engine, "good")
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # named like the module's, but not made by its migrations: never its to drop
         conn.execute(text("CREATE TABLE good_extra (id INTEGER)"))
+    assert removal_plan(engine, "good") == plan
+    (modules_dir / "good" / "migrations" / "002_more.sql").write_text("CREATE TABLE good_more (id INTEGER);")
+    enable_module(engine, "good", ADMIN)
+    disable_module(engine, "good", ADMIN)
     with pytest.raises(InputError, match="changed since they were shown"):
-        remove_module_data(engine, "good", plan, "t")
-    assert "good_items" in tables(engine)
+        remove_module_data(engine, "good", plan, ADMIN)
+    assert {"good_items", "good_more"} <= tables(engine)
+    remove_module_data(engine, "good", removal_plan(engine, "good"), ADMIN)
+    assert not {"good_items", "good_more"} & tables(engine) and "good_extra" in tables(engine)
 
 
 def test_migrate_enabled_modules_and_status_for_manage_migrate(engine, modules_dir):
-    enable_module(engine, "good", "t")
+    enable_module(engine, "good", ADMIN)
     (modules_dir / "good" / "migrations" / "002_more.sql").write_text("ALTER TABLE good_items ADD COLUMN note TEXT;")
     assert [s.state for s in module_migration_status(engine)] == ["applied", "pending"]
     assert [f.filename for f in migrate_enabled_modules(engine)] == ["002_more.sql"]

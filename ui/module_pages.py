@@ -17,6 +17,7 @@ from lib.modules import (
     load_registry,
     navigable,
     page_url_path,
+    record_new_modules,
     record_page_view,
 )
 
@@ -25,9 +26,19 @@ DEFAULT_ICON = ":material/extension:"
 FAILED_ICON = ":material/error:"
 
 
+_recorded: set[str] = set()
+
+
 def module_navigation_pages(role: str = "admin") -> list[st.Page]:
-    """st.Page entries for every enabled, available module page `role` may see (empty when the system is off)."""
-    registry = load_registry(get_engine())
+    """st.Page entries for every enabled, available module page `role` may see (empty when the system is off).
+
+    The first call in a process (app start) records modules seen for the first time; later calls only read.
+    """
+    engine = get_engine()
+    if str(engine.url) not in _recorded:
+        _recorded.add(str(engine.url))
+        record_new_modules(engine)
+    registry = load_registry(engine)
     pages = []
     for info in navigable(registry, role):
         for spec in info.manifest.pages:

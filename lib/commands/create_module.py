@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
             f"edit {target / 'page.py'} and {target / 'migrations' / '001_init.sql'} (tables start with {args.name}_)",
             f"python manage.py modules enable {args.name}   (applies its migrations, then enables it)",
             "streamlit run Home.py   (the page appears under Modules; it starts READ_ONLY and DRY_RUN)",
-            f"MODULES__{args.name.upper()}__READ_ONLY=false and ..._DRY_RUN=false to let it write",
+            f"switch READ_ONLY and DRY_RUN off in its settings on the Modules page "
+            f"(or `python manage.py modules set {args.name} READ_ONLY false`) to let it write",
         ],
     }, _human)
     return 0

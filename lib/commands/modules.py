@@ -1,4 +1,7 @@
-"""`manage.py modules list|enable|disable|health|remove-data [--json]`: what the Modules page does, from a shell."""
+"""`manage.py modules list|enable|disable|health|remove-data|settings|set [--json]`: the Modules page, from a shell.
+
+Every action that changes something needs the admin role (HUB_CLI_ROLE); list, health and settings only read.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +15,17 @@ from lib.modules import (
     disable_module,
     enable_module,
     health_report,
+    module_config,
     module_report,
+    record_new_modules,
     removal_plan,
     remove_module_data,
+    set_module_setting,
 )
+from lib.roles import cli_actor, require_role
 
 NAME = "modules"
-HELP = "list, enable, disable, health-check modules, or remove a disabled module's data"
+HELP = "list, enable, disable, health-check modules, edit their settings, or remove a disabled module's data"
 LIST_KEYS = ("name", "version", "enabled", "status", "error", "title", "description", "installed_version",
              "dependencies", "dependants", "pending_migrations", "required_role", "page_views", "warnings",
              "changed_at", "changed_by", "path")
@@ -41,10 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("name")
     p.add_argument("--apply", action="store_true", help="really drop what the preview lists")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-def _actor() -> str:
-    return getattr(get_settings(), "hub_cli_user", None) or "cli"
+    p = sub.add_parser("settings", help="a module's settings in effect, with their source (secrets masked)")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p = sub.add_parser("set", help="save one setting (admin; audited, undo with `manage.py undo RUN`)")
+    p.add_argument("name")
+    p.add_argument("key")
+    p.add_argument("value", help="true/false, a number, a choice or text")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -75,7 +86,11 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _enable(args: argparse.Namespace) -> int:
-    applied = enable_module(open_database(), args.name, _actor())
+    actor = cli_actor()
+    require_role(actor.role, "admin", "enable modules")
+    engine = open_database()
+    record_new_modules(engine)
+    applied = enable_module(engine, args.name, actor)
     files = [f.filename for f in applied]
     emit(args, {"name": args.name, "enabled": True, "applied_migrations": files},
          f"enabled {args.name}" + (f" (applied {', '.join(files)})" if files else ""))
@@ -83,7 +98,7 @@ def _enable(args: argparse.Namespace) -> int:
 
 
 def _disable(args: argparse.Namespace) -> int:
-    down = disable_module(open_database(), args.name, _actor())
+    down = disable_module(open_database(), args.name, cli_actor())
     emit(args, {"name": args.name, "enabled": False, "unavailable_dependants": down},
          f"disabled {args.name}" + (f"; now unavailable too: {', '.join(down)}" if down else ""))
     return 0
@@ -91,17 +106,36 @@ def _disable(args: argparse.Namespace) -> int:
 
 def _remove_data(args: argparse.Namespace) -> int:
     engine = open_database()
-    plan = removal_plan(engine, args.name)
+    actor = cli_actor()
+    plan = removal_plan(engine, args.name, actor)
     if args.apply:
-        remove_module_data(engine, args.name, plan, _actor())
+        remove_module_data(engine, args.name, plan, actor)
     data = {"name": args.name, "dry_run": not args.apply, "tables": plan.tables, "views": plan.views,
-            "migration_rows": plan.migration_rows}
+            "other_objects": plan.other, "migration_rows": plan.migration_rows}
     verb = "dropped" if args.apply else "would drop"
     emit(args, data, f"{verb}: tables {', '.join(plan.tables) or 'none'}; views {', '.join(plan.views) or 'none'}; "
                      f"{plan.migration_rows} module_migrations row(s)" + ("" if args.apply else "  (add --apply)"))
     return 0
 
 
+def _settings(args: argparse.Namespace) -> int:
+    config = module_config(args.name, engine=open_database())
+    if not config:
+        raise InputError(f"module {args.name!r} has no settings (or does not exist)")
+    emit(args, {"name": args.name, "settings": config}, lambda d: "\n".join(
+        f"{k:24} {str(v['value']):20} {v['source']}{' (locked)' if v['locked'] else ''}"
+        for k, v in d["settings"].items()))
+    return 0
+
+
+def _set(args: argparse.Namespace) -> int:
+    result = set_module_setting(open_database(), args.name, args.key, args.value, cli_actor())
+    emit(args, {"name": args.name, **result},
+         f"saved {args.name} {args.key} (run {result['run_id']}; undo: python manage.py undo {result['run_id']})"
+         if result["changed"] else f"{args.name} {args.key} already has that value; nothing written")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     return {"list": _list, "health": _health, "enable": _enable, "disable": _disable,
-            "remove-data": _remove_data}[args.action](args)
+            "remove-data": _remove_data, "settings": _settings, "set": _set}[args.action](args)

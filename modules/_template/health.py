@@ -2,8 +2,7 @@
 
 from sqlalchemy import text
 
-from lib.db import get_engine
-from lib.modules import module_table
+from lib.modules import module_connection, module_table
 
 MODULE = "template_module"
 
@@ -11,6 +10,6 @@ MODULE = "template_module"
 def check() -> tuple[bool, str]:
     """(healthy, message) — called by the Modules page and `manage.py modules health`, with a timeout."""
     table = module_table(MODULE, "items")
-    with get_engine().connect() as conn:
+    with module_connection(MODULE) as conn:
         count = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
     return True, f"{table} readable, {count} item(s)"

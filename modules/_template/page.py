@@ -9,8 +9,7 @@ import json
 import streamlit as st
 from sqlalchemy import text
 
-from lib.db import get_engine
-from lib.modules import get_module_config, module_table
+from lib.modules import get_module_config, module_connection, module_table
 
 MODULE = "template_module"
 TABLE = module_table(MODULE, "items")
@@ -28,23 +27,25 @@ def write(sql: str, params: dict, done: str) -> None:
         shown = f"{sql}\n-- parameters: {json.dumps(params, ensure_ascii=False)}"
         st.session_state[FLASH] = ("info", "Dry run: this would be written; nothing was.", shown)
     else:
-        with get_engine().begin() as conn:
+        with module_connection(MODULE) as conn:  # confined to the module's own tables
             conn.execute(text(sql), params)
         st.session_state[FLASH] = ("success", done, None)
     st.rerun()
 
 
 def load_items() -> list[dict]:
-    with get_engine().connect() as conn:
+    with module_connection(MODULE) as conn:
         rows = conn.execute(text(f"SELECT id, title, note, updated_at FROM {TABLE} ORDER BY id")).mappings()
         return [dict(r) for r in rows]
 
 
 st.title("Template Module")
 if READ_ONLY:
-    st.info(f"Read-only mode: changes are switched off. Set `{ENV}READ_ONLY=false` to allow them.")
+    st.info("Read-only mode: changes are switched off. An admin can switch READ_ONLY off in this module's "
+            f"settings on the Modules page (or set `{ENV}READ_ONLY=false`).")
 elif DRY_RUN:
-    st.info(f"Dry-run mode: changes are shown, not saved. Set `{ENV}DRY_RUN=false` to save them.")
+    st.info("Dry-run mode: changes are shown, not saved. An admin can switch DRY_RUN off in this module's "
+            f"settings on the Modules page (or set `{ENV}DRY_RUN=false`).")
 
 if FLASH in st.session_state:
     kind, message, shown = st.session_state.pop(FLASH)
