@@ -230,3 +230,26 @@ def test_doctor_checks_the_provider_answers_and_the_modules_import(engine, secre
     checks = doctor_checks(capsys)
     assert checks["signin"]["status"] == "fail" and "httpx_missing does not import" in checks["signin"]["message"]
     assert checks["default_role"]["status"] == "ok"
+
+
+# --- the sign-in screen -------------------------------------------------------------------------------------
+
+AUTH_SECRETS = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "0123456789abcdef",
+                "microsoft": {"client_id": "hub", "client_secret": "s", "server_metadata_url": "http://x/"}}
+
+
+def test_sign_in_screen_offers_each_provider_and_nothing_else(engine):
+    at = app("Home.py")
+    at.secrets["auth"] = AUTH_SECRETS
+    no_exception(at.run())
+    assert [b.label for b in at.button] == ["Sign in with Microsoft"]
+    assert "_hub_pages" not in at.session_state and len(at.dataframe) == 0
+
+
+def test_sign_in_screen_says_what_is_missing_instead_of_a_server_error(engine, monkeypatch):
+    monkeypatch.setattr(signin_check, "SIGNIN_MODULES", ("authlib.integrations.starlette_client", "httpx_missing"))
+    at = app("Home.py")
+    at.secrets["auth"] = AUTH_SECRETS
+    no_exception(at.run())
+    assert "httpx_missing does not import" in texts(at) and "streamlit[auth]" in texts(at)
+    assert len(at.button) == 0

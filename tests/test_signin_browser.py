@@ -71,7 +71,12 @@ def sign_in(browser, hub: SignInSetup, login: str):
     """Through the provider's own login page, as a person would."""
     page = new_page(browser)
     open_app(page, hub.base)
-    page.get_by_role("button", name="Sign in with Company").click()
+    login_at_provider(page, hub, login, "Sign in with Company")
+    return page
+
+
+def login_at_provider(page, hub: SignInSetup, login: str, button: str) -> None:
+    page.get_by_role("button", name=button).click()
     page.wait_for_url(f"{hub.issuer}/interaction/**")
     page.fill('input[name="login"]', login)
     page.fill('input[name="password"]', "any password")
@@ -79,7 +84,6 @@ def sign_in(browser, hub: SignInSetup, login: str):
     page.wait_for_url(f"{hub.base}/**")
     page.get_by_test_id("stApp").wait_for()
     wait_idle(page)
-    return page
 
 
 def nav_titles(page) -> set[str]:
@@ -138,6 +142,9 @@ def test_sign_in_roles_refusals_and_sign_out_against_a_real_provider(hub, browse
     open_app(replay, hub.base)
     replay.get_by_text("You signed out at").wait_for()
     assert nav_titles(replay) == set() and "Signed in as" not in replay.inner_text("body")
+    # Signing in again from there issues a new identity, which is let in.
+    login_at_provider(replay, hub, "operator", "Sign in again")
+    replay.get_by_text("Signed in as anna@bmc.dk (operator)").wait_for()
     # The other people's sessions go on.
     open_app(pages["viewer"], hub.base)
     pages["viewer"].get_by_text("Signed in as peter@partner.dk (viewer)").wait_for()
