@@ -5,6 +5,14 @@ from __future__ import annotations
 import re
 
 _DOLLAR_TAG = re.compile(r"\$[A-Za-z_][A-Za-z0-9_]*\$|\$\$")
+_TRIGGER = re.compile(r"^\s*CREATE\s+(?:TEMP(?:ORARY)?\s+)?TRIGGER\b", re.I)
+_ENDS_WITH_END = re.compile(r"\bEND\s*$", re.I)
+
+
+def _inside_trigger_body(statement: str) -> bool:
+    """A SQLite CREATE TRIGGER … BEGIN … END: its inner semicolons do not end it (no CASE … END inside)."""
+    code = _strip_comments(statement)
+    return bool(_TRIGGER.match(code)) and not _ENDS_WITH_END.search(code)
 
 
 def split_sql(script: str) -> list[str]:
@@ -42,6 +50,9 @@ def split_sql(script: str) -> list[str]:
             end = n if end == -1 else end + len(tag)
             buf.append(script[i:end])
             i = end
+        elif ch == ";" and _inside_trigger_body("".join(buf)):
+            buf.append(ch)
+            i += 1
         elif ch == ";":
             statements.append("".join(buf))
             buf = []
@@ -53,6 +64,9 @@ def split_sql(script: str) -> list[str]:
     return [s.strip() for s in statements if _has_code(s)]
 
 
+def _strip_comments(statement: str) -> str:
+    return re.sub(r"--[^\n]*|/\*.*?\*/", "", statement, flags=re.S)
+
+
 def _has_code(statement: str) -> bool:
-    without_comments = re.sub(r"--[^\n]*|/\*.*?\*/", "", statement, flags=re.S)
-    return bool(without_comments.strip())
+    return bool(_strip_comments(statement).strip())

@@ -1,0 +1,182 @@
+"""Customer text inputs: limits, control characters, literal search, and edits that check what the form showed."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from lib.audit import insert_row
+from lib.customers import (
+    FIELD_LIMITS,
+    SEARCH_LIMIT,
+    STALE,
+    CustomerChanged,
+    CustomerInvalid,
+    create_customer,
+    get_customer,
+    search_customers,
+    update_customer,
+)
+from lib.errors import InputError
+from lib.runs import list_runs
+from lib.text_input import TextRefused
+
+TEXT_COLUMNS = [f for f in FIELD_LIMITS if f not in ("cvr_number", "economic_customer_number")]
+
+
+def _names(page) -> list[str]:
+    return sorted(r["name"] for r in page.rows)
+
+
+def _no_run_left_running(engine) -> None:
+    assert not [r for r in list_runs(engine) if r["status"] == "running"]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM run_locks")).scalar() == 0
+
+
+# --- search -------------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def tricky_names(engine):
+    for name in ("50% rabat ApS", "500 ApS", "Alfa_Beta A/S", "AlfaXBeta A/S", "Back\\slash ApS", "Plain ApS"):
+        create_customer(engine, {"name": name}, user="seed")
+    return engine
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("50%", ["50% rabat ApS"]),
+    ("%", ["50% rabat ApS"]),
+    ("_", ["Alfa_Beta A/S"]),
+    ("alfa_beta", ["Alfa_Beta A/S"]),
+    ("\\", ["Back\\slash ApS"]),
+    ("back\\slash", ["Back\\slash ApS"]),
+    ("\\s", ["Back\\slash ApS"]),
+    ("plain", ["Plain ApS"]),
+])
+def test_search_takes_like_metacharacters_literally(tricky_names, query, expected):
+    page = search_customers(tricky_names, query)
+    assert _names(page) == expected and page.total == len(expected)
+
+
+def test_search_has_a_length_limit_and_refuses_control_characters(tricky_names):
+    assert search_customers(tricky_names, "a" * SEARCH_LIMIT).total == 0
+    with pytest.raises(TextRefused, match=f"at most {SEARCH_LIMIT}"):
+        search_customers(tricky_names, "a" * 100_000)
+    with pytest.raises(TextRefused, match="U\\+0000"):
+        search_customers(tricky_names, "Plain\x00")
+    with pytest.raises(TextRefused, match="U\\+0007"):
+        search_customers(tricky_names, "\x07")
+    assert search_customers(tricky_names, "²").total == 0  # a non-ASCII digit is text, not a number
+    assert issubclass(TextRefused, InputError) and TextRefused.exit_code == 2
+
+
+# --- names and fields ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["x" * 1_000_000, "Nul\x00ApS", "Tab\tApS", "Esc\x1b[31mApS", "Lone\ud800"])
+def test_a_bad_name_is_refused_with_a_message_and_blocks_nobody(engine, name):
+    with pytest.raises(CustomerInvalid) as err:
+        create_customer(engine, {"name": name}, user="mallory")
+    assert "name" in err.value.errors
+    assert len(str(err.value)) < 300  # the message never echoes the input
+    assert list_runs(engine) == []  # refused before any run started
+    _no_run_left_running(engine)
+    cid = create_customer(engine, {"name": "Next ApS"}, user="ann")  # nobody is blocked
+    with pytest.raises(CustomerInvalid, match="phone"):
+        update_customer(engine, cid, {"phone": "1\x002"}, user="mallory")
+    update_customer(engine, cid, {"phone": "12 34 56 78"}, user="ann")
+    assert get_customer(engine, cid)["phone"] == "12 34 56 78"
+    _no_run_left_running(engine)
+
+
+def test_every_field_has_a_limit_at_exactly_its_number(engine):
+    cid = create_customer(engine, {"name": "n" * FIELD_LIMITS["name"]}, user="ann")
+    for field in TEXT_COLUMNS:
+        limit = FIELD_LIMITS[field]
+        value = ("a@b.dk".rjust(limit, "a")) if field == "email" else "y" * limit
+        update_customer(engine, cid, {field: value}, user="ann")
+        with pytest.raises(CustomerInvalid, match=f"at most {limit}"):
+            update_customer(engine, cid, {field: value + "y"}, user="ann")
+    with pytest.raises(CustomerInvalid, match="at most"):
+        update_customer(engine, cid, {"cvr_number": "1" * 1_000_000}, user="ann")
+    _no_run_left_running(engine)
+
+
+@pytest.mark.parametrize("field", TEXT_COLUMNS)
+def test_the_database_holds_the_same_limits(engine, field):
+    """Migration 012: a writer that skips lib/customers.py still cannot store an over-long value."""
+    limit = FIELD_LIMITS[field]
+    with engine.begin() as conn:
+        cid = insert_row(conn, "customers", {"name": "Limit ApS", field: "z" * limit} if field != "name"
+                         else {"name": "z" * limit}, run_id=None, user="sql")
+    with pytest.raises(IntegrityError, match=field), engine.begin() as conn:
+        conn.execute(text(f"UPDATE customers SET {field} = :v WHERE id = :id"), {"v": "z" * (limit + 1), "id": cid})
+    with pytest.raises(IntegrityError, match=field), engine.begin() as conn:
+        values = {"name": "Other ApS", field: "z" * (limit + 1)} if field != "name" else {"name": "z" * (limit + 1)}
+        insert_row(conn, "customers", values, run_id=None, user="sql")
+
+
+def test_the_database_refuses_nul_in_customer_text(engine):
+    """SQLite by migration 012's trigger, PostgreSQL by itself."""
+    refused = (IntegrityError, ValueError, DBAPIError)
+    with pytest.raises(refused), engine.begin() as conn:
+        conn.execute(text("INSERT INTO customers (name) VALUES (:n)"), {"n": "Nul\x00ApS"})
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM customers")).scalar() == 0
+
+
+def test_a_row_over_the_limit_from_before_shows_which_field(engine):
+    """A write to a row that breaks the database limit names the field instead of a driver message."""
+    cid = create_customer(engine, {"name": "Old ApS"}, user="ann")
+    with pytest.raises(CustomerInvalid) as err:
+        update_customer(engine, cid, {"city": "c" * (FIELD_LIMITS["city"] + 1)}, user="ann")
+    assert "city" in err.value.errors
+
+
+# --- edits check what the form showed ------------------------------------------------------------------------------
+
+def test_save_writes_only_the_changed_field_of_the_record_shown(engine):
+    a = create_customer(engine, {"name": "Alfa ApS", "email": "a@alfa.dk", "address": "Alfavej 1", "city": "Aarhus"},
+                        user="seed")
+    b = create_customer(engine, {"name": "Beta A/S", "email": "b@beta.dk", "phone": "11111111"}, user="seed")
+    opened = get_customer(engine, b)
+    changed = update_customer(engine, b, {"phone": "22222222"}, user="ann", expected=opened)
+    assert set(changed) == {"phone"}
+    after = get_customer(engine, b)
+    assert {k: v for k, v in after.items() if k not in ("phone", "updated_at")} == \
+        {k: v for k, v in opened.items() if k not in ("phone", "updated_at")}
+    assert get_customer(engine, a)["name"] == "Alfa ApS"
+
+
+def test_a_change_meanwhile_refuses_the_save_and_writes_nothing(engine):
+    cid = create_customer(engine, {"name": "Alfa ApS", "phone": "11111111"}, user="seed")
+    opened = {k: v for k, v in get_customer(engine, cid).items() if k not in ("id", "created_at", "updated_at")}
+    update_customer(engine, cid, {"city": "Odense"}, user="bob")  # someone else, after Ann opened the form
+    with pytest.raises(CustomerChanged, match=STALE) as err:
+        update_customer(engine, cid, {"phone": "22222222"}, user="ann", expected=opened)
+    assert err.value.fields == ["city"] and err.value.exit_code == 2
+    stored = get_customer(engine, cid)
+    assert stored["phone"] == "11111111" and stored["city"] == "Odense"
+    failed = list_runs(engine)[0]
+    assert failed["status"] == "failed"
+    _no_run_left_running(engine)
+    # reloaded: the save goes through
+    fresh = {k: v for k, v in stored.items() if k not in ("id", "created_at", "updated_at")}
+    assert set(update_customer(engine, cid, {"phone": "22222222"}, user="ann", expected=fresh)) == {"phone"}
+
+
+def test_the_same_change_made_meanwhile_is_no_conflict(engine):
+    cid = create_customer(engine, {"name": "Alfa ApS", "phone": "11111111", "economic_customer_number": 7},
+                          user="seed")
+    opened = get_customer(engine, cid)
+    opened.pop("updated_at")
+    update_customer(engine, cid, {"phone": "22222222"}, user="bob")
+    assert update_customer(engine, cid, {"phone": "22222222"}, user="ann", expected=opened) == {}
+    assert update_customer(engine, cid, {"zip": "8000"}, user="ann",
+                           expected={"economic_customer_number": "7", "zip": ""}) == {"zip": (None, "8000")}
+
+
+def test_expected_names_only_customer_fields(engine):
+    cid = create_customer(engine, {"name": "Alfa ApS"}, user="seed")
+    with pytest.raises(InputError, match="not customer fields: password"):
+        update_customer(engine, cid, {"phone": "1"}, user="ann", expected={"password": "x"})
