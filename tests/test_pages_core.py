@@ -35,12 +35,12 @@ def test_customers_page_search_edit_and_lock(engine):
     at.toggle(key=f"lock_{cid}").set_value(True).run()
     no_exception(at)
     assert get_customer(engine, cid)["subscriptions_locked"] is True
-    at.text_input(key="e_cvr_number").input("13585627")
+    at.text_input(key=f"e_{cid}_cvr_number").input("13585627")
     at.button(key="save_customer").click()  # first form's submit: Save changes
     at.run()
     assert "modulus-11" in texts(at)
     assert get_customer(engine, cid)["cvr_number"] is None
-    at.text_input(key="e_cvr_number").input("DK 13 58 56 28")
+    at.text_input(key=f"e_{cid}_cvr_number").input("DK 13 58 56 28")
     at.button(key="save_customer").click()
     at.run()
     assert get_customer(engine, cid)["cvr_number"] == "13585628"
