@@ -157,22 +157,18 @@ def _edit_form(customer: dict) -> None:
         if previous is not None:
             _forget_form(previous)
         st.session_state["customer_form_open"] = cid
-    if f"cvr_one_note_{cid}" in st.session_state:  # the CVR lookup just saved a number here
-        _forget_form(cid)
     opened = st.session_state.setdefault(f"opened_{cid}", {field: customer[field] for field, _ in FIELDS})
     meanwhile = [FIELD_LABELS[f] for f, _ in FIELDS if not same_value(customer[f], opened[f])]
     if meanwhile:
         st.warning(f"This customer was changed since you opened it ({', '.join(meanwhile)}). "
                    "Reload to see the stored values; saving now is refused.")
-        if st.button("Reload", key=f"reload_{cid}"):
-            _forget_form(cid)
-            st.session_state.pop("customer_form_errors", None)
-            st.rerun()
+        st.button("Reload", key=f"reload_{cid}", on_click=_forget_form, args=(cid,))
     with st.form(f"edit_{cid}"):
         for field, label in FIELDS:
             shown = _shown(opened[field])
-            st.text_input(label, value=shown, key=f"e_{cid}_{field}",
-                          max_chars=max(FIELD_LIMITS.get(field, 0), len(shown)) or None)
+            # the value goes in through session state (not value=), so a reload reaches the browser too
+            st.session_state.setdefault(f"e_{cid}_{field}", shown)
+            st.text_input(label, key=f"e_{cid}_{field}", max_chars=max(FIELD_LIMITS.get(field, 0), len(shown)) or None)
         st.form_submit_button("Save changes", key="save_customer", on_click=_save, args=(cid,))
     errors = st.session_state.get("customer_form_errors")
     if errors and errors[0] == cid:
@@ -201,6 +197,8 @@ if result.rows or st.session_state.get("customer_extra"):
             st.toggle("Subscriptions locked", value=customer["subscriptions_locked"], key=f"lock_{picked}",
                       on_change=_toggle_lock, args=(picked,),
                       help="A locked customer's subscriptions are frozen: imports skip them.")
+            if f"cvr_one_note_{picked}" in st.session_state:  # the CVR lookup just saved a number here
+                _forget_form(picked)
             customer_cvr_lookup(engine, customer, me)
         else:
             st.caption("Subscriptions locked: imports leave them as they are." if customer["subscriptions_locked"]
