@@ -5,6 +5,7 @@ import streamlit as st
 from lib.customers import dashboard_counts
 from lib.formatting import TIME_NOTE, number
 from lib.runs import list_runs
+from lib.subscriptions import data_version
 from ui.session import hub_engine, page_actor
 from ui.tables import runs_frame
 
@@ -13,6 +14,12 @@ CUSTOMERS_PAGE = "app_pages/customers.py"
 COUNTS = [("customers", "Customers", "all"), ("missing_cvr", "Missing CVR", "missing_cvr"),
           ("not_linked_economic", "Not linked to e-conomic", "not_linked_economic"),
           ("locked", "Subscriptions locked", "locked")]
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _counts(url: str, version: int) -> dict[str, int]:
+    """Counted again only when the audit log has grown (`version`): every write to customers is audited."""
+    return dashboard_counts(hub_engine())
 
 
 def _open_customers(filter_name: str) -> None:
@@ -26,7 +33,7 @@ engine = hub_engine()
 if target := st.session_state.pop("_dashboard_open", None):
     st.switch_page(target)
 st.title("BMC Hub")
-counts = dashboard_counts(engine)
+counts = _counts(str(engine.url), data_version(engine))
 
 cols = st.columns(len(COUNTS) + 1)
 for col, (key, label, filter_name) in zip(cols, COUNTS, strict=False):

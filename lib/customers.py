@@ -253,7 +253,7 @@ def search_customers(engine: Engine, query: str = "", *, filter_name: str = "all
     with engine.connect() as conn:
         total = conn.execute(text(f"SELECT count(*) FROM customers {clause}"), params).scalar_one()
         rows = conn.execute(
-            text(f"SELECT {columns} FROM customers {clause} ORDER BY {fold_sql(engine, 'name')}, id LIMIT :limit OFFSET :offset"),
+            text(f"SELECT {columns} FROM customers {clause} ORDER BY lower(name), id LIMIT :limit OFFSET :offset"),
             params,
         ).mappings().all()
     return CustomerPage([_decode(dict(r)) for r in rows], total, max(page, 1), page_size)
