@@ -130,6 +130,8 @@ class Settings:
     session_max_age_hours: float = 12.0
     run_stale_seconds: int = 900
     run_heartbeat_seconds: float = 5.0
+    jobs_dir: str = "data/jobs"
+    plan_ttl_minutes: int = 60
 
     def masked(self) -> dict[str, str | None]:
         """All settings for display, with secrets replaced by a mask."""

@@ -33,6 +33,10 @@ class RunBusy(InputError):
     """Another run of the same kind is still running."""
 
 
+class RunCancelled(HubError):
+    """A person asked the run to stop (Cancel); what was committed before is kept (exit 1)."""
+
+
 class UndoRefused(InputError):
     """Undo would overwrite later changes, or the run cannot be undone."""
 
@@ -272,16 +276,34 @@ class Run:
         """An outside service stopped the run: what was done is kept, the reason is recorded."""
         return self._close("stopped", stats, reason)
 
+    def cancel(self, reason: str, stats: dict | None = None) -> None:
+        """A person cancelled the run: the chunks committed before are kept (undo reverts them)."""
+        self._close("cancelled", stats, reason)
 
-def _insert_run(conn: Connection, kind: str, user: str, parameters: dict, undoes: int | None = None) -> int:
+    def cancel_requested(self) -> str | None:
+        """Who asked this run to cancel, or None; jobs ask between chunks."""
+        return cancel_requested(self.engine, self.id) if self.id is not None else None
+
+
+def _insert_run(conn: Connection, kind: str, user: str, parameters: dict, undoes: int | None = None,
+                dry_run: bool = False) -> int:
     now = utcnow()
     return conn.execute(
         text(
             "INSERT INTO runs (kind, status, dry_run, triggered_by, started_at, heartbeat_at, parameters, undoes_run_id) "
-            "VALUES (:k, 'running', FALSE, :u, :now, :now, :p, :undoes) RETURNING id"
+            "VALUES (:k, 'running', :dry, :u, :now, :now, :p, :undoes) RETURNING id"
         ),
-        {"k": kind, "u": user, "now": now, "p": _json(parameters), "undoes": undoes},
+        {"k": kind, "u": user, "now": now, "p": _json(parameters), "undoes": undoes, "dry": dry_run},
     ).scalar_one()
+
+
+def record_preview(engine: Engine, kind: str, *, user: str, parameters: dict | None = None) -> Run:
+    """A dry run that is recorded (no lock: previews write nothing), so its progress can be watched from anywhere."""
+    with write_transaction(engine) as conn:
+        run_id = _insert_run(conn, kind, user, parameters or {}, dry_run=True)
+    run = Run(engine, kind, True, user, run_id)
+    run.log.info("preview started", extra={"step": "start", "user": user})
+    return run
 
 
 def lock_is_stale(lock: dict, stale_after: timedelta) -> str | None:
@@ -382,6 +404,9 @@ def job_run(engine: Engine, kind: str, *, user: str, dry_run: bool, parameters: 
     except ServiceError as exc:
         _close_quietly(run.stop, str(exc))
         raise
+    except RunCancelled as exc:
+        run.cancel(str(exc))
+        raise
     except BaseException as exc:
         _close_quietly(run.fail, failure_reason(exc))
         raise
@@ -401,7 +426,7 @@ def _decode_run(row: dict) -> dict:
     out = dict(row)
     out["run_id"] = out.pop("id")
     out["dry_run"] = bool(out["dry_run"])
-    for key in ("started_at", "finished_at", "heartbeat_at"):
+    for key in ("started_at", "finished_at", "heartbeat_at", "cancel_requested_at"):
         if key in out:
             out[key] = as_datetime(out[key])
     for key in ("stats", "parameters"):
@@ -414,7 +439,8 @@ def _decode_run(row: dict) -> dict:
 
 
 RUN_COLUMNS = ("id, kind, status, dry_run, triggered_by, started_at, finished_at, heartbeat_at, progress_done, "
-               "progress_total, progress_message, stats, error, parameters, undone_by_run_id, undoes_run_id")
+               "progress_total, progress_message, stats, error, parameters, undone_by_run_id, undoes_run_id, "
+               "cancel_requested_at, cancel_requested_by, worker")
 
 
 def list_runs(engine: Engine, *, limit: int = 200, kind: str | None = None, user: str | None = None) -> list[dict]:
@@ -431,6 +457,41 @@ def list_runs(engine: Engine, *, limit: int = 200, kind: str | None = None, user
             text(f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY id DESC LIMIT :limit"), params
         ).mappings().all()
     return [_decode_run(dict(r)) for r in rows]
+
+
+def request_cancel(engine: Engine, run_id: int, *, user: str, role: str, needed: str = "operator") -> dict:
+    """Ask a running run to stop at its next chunk (any process, any replica); returns the run."""
+    require_role(role, needed, f"cancel run {run_id}")
+    with write_transaction(engine) as conn:
+        changed = conn.execute(
+            text("UPDATE runs SET cancel_requested_at = :now, cancel_requested_by = :u "
+                 "WHERE id = :id AND status = 'running' AND cancel_requested_at IS NULL"),
+            {"now": utcnow(), "u": user, "id": run_id},
+        ).rowcount
+    run = get_run(engine, run_id)
+    if not changed and run["status"] != "running":
+        raise InputError(f"run {run_id} is not running (status {run['status']}); nothing to cancel")
+    return run
+
+
+def cancel_requested(engine: Engine, run_id: int) -> str | None:
+    """Who asked `run_id` to cancel, or None."""
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT cancel_requested_by FROM runs WHERE id = :id AND cancel_requested_at IS NOT NULL"),
+            {"id": run_id},
+        ).scalar()
+
+
+def adopt_run(engine: Engine, run_id: int) -> Run:
+    """The worker process takes over a run the page recorded: the lock and the run name this process."""
+    run = get_run(engine, run_id)
+    with write_transaction(engine) as conn:
+        conn.execute(text("UPDATE runs SET worker = :o, heartbeat_at = :now WHERE id = :id"),
+                     {"o": _owner(), "now": utcnow(), "id": run_id})
+        conn.execute(text("UPDATE run_locks SET owner = :o, heartbeat_at = :now WHERE run_id = :id"),
+                     {"o": _owner(), "now": utcnow(), "id": run_id})
+    return Run(engine, run["kind"], run["dry_run"], run["triggered_by"], run_id)
 
 
 def run_users(engine: Engine) -> list[str]:

@@ -1,0 +1,168 @@
+"""Jobs run in a worker process: the page records the run and returns at once; the worker does the work.
+
+The worker is `python -m lib.job_worker RUN_ID`, started in its own session (not a thread of the Streamlit
+server, whose one interpreter serves every person), so a reload, another page or a closed tab does not stop it.
+It writes progress to the run row (any tab, any replica reads it), asks between chunks whether someone pressed
+Cancel, and closes the run on every path: succeeded, stopped (an outside service), cancelled, failed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from lib.config import PROJECT_ROOT, get_settings
+from lib.errors import HubError, InputError, ServiceError
+from lib.roles import require_role
+from lib.runs import Run, RunCancelled, adopt_run, get_run, record_preview, start_run
+
+PREVIEW, APPLY = "preview", "apply"
+PROGRESS_SECONDS = 0.5  # progress rows at most this often (the pages poll once a second)
+
+JobStep = Callable[[Engine, Run, dict], dict]
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """What the worker can run for one kind: a preview (stores a plan) and an apply; both return the result."""
+
+    kind: str
+    role: str
+    preview: JobStep | None
+    apply: JobStep
+
+
+_JOBS: dict[str, WorkerJob] = {}
+
+
+def register(job: WorkerJob) -> WorkerJob:
+    _JOBS[job.kind] = job
+    return job
+
+
+def worker_job(kind: str) -> WorkerJob:
+    if not _JOBS:
+        import lib.worker_jobs  # noqa: F401 - registers the core jobs
+    try:
+        return _JOBS[kind]
+    except KeyError:
+        raise InputError(f"no job of kind {kind!r} can run in a worker") from None
+
+
+def jobs_dir() -> Path:
+    path = Path(get_settings().jobs_dir)
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def save_upload(data: bytes, file_name: str) -> Path:
+    """Keep an uploaded file where the worker can read it: JOBS_DIR/uploads/<uuid><suffix>."""
+    folder = jobs_dir() / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{uuid.uuid4().hex}{Path(file_name).suffix.lower()}"
+    path.write_bytes(data)
+    return path
+
+
+def start_job(engine: Engine, kind: str, action: str, params: dict, *, user: str, role: str) -> int:
+    """Record the run (apply takes the per-kind lock: RunBusy while another is alive) and start its worker."""
+    job = worker_job(kind)
+    require_role(role, job.role if action == APPLY else "operator", f"{action} {kind}")
+    parameters = {"action": action, "role": role, **params}
+    if action == PREVIEW:
+        if job.preview is None:
+            raise InputError(f"{kind} has no preview that runs in a worker")
+        run = record_preview(engine, kind, user=user, parameters=parameters)
+    else:
+        run = start_run(engine, kind, user=user, parameters=parameters)
+    try:
+        launch(run.id)
+    except OSError as exc:
+        run.fail(f"the worker process could not start: {exc}")
+        raise HubError(f"the worker process could not start: {exc}") from exc
+    return run.id
+
+
+def launch(run_id: int) -> None:
+    """Start the worker for `run_id` detached: a short-lived launcher starts it in a new session and exits, so
+    the worker is nobody's child in the server (no zombie) and outlives the script run that started it."""
+    logs = jobs_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "lib.job_worker", str(run_id)]
+    launcher = ("import subprocess, sys; log = open(sys.argv[1], 'ab'); "
+                "subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log, "
+                "start_new_session=True, close_fds=True)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    subprocess.run([sys.executable, "-c", launcher, str(logs / f"run-{run_id}.log"), *command], cwd=PROJECT_ROOT,
+                   env=env, check=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+class Progress:
+    """The job's progress callback: writes the run row at most every PROGRESS_SECONDS (and the last step)."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int, message: str = "") -> None:
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_SECONDS or (total and done >= total):
+            self._last = now
+            self.run.progress(done, total, message)
+
+    def check_cancel(self) -> None:
+        """Raise RunCancelled when someone pressed Cancel (called between chunks)."""
+        who = self.run.cancel_requested()
+        if who:
+            raise RunCancelled(f"cancelled by {who}")
+
+
+def execute(engine: Engine, run_id: int) -> str:
+    """Run the job recorded as `run_id` in this process; returns the run's final status."""
+    run = adopt_run(engine, run_id)
+    record = get_run(engine, run_id)
+    params = record["parameters"]
+    try:
+        job = worker_job(run.kind)
+        step = job.preview if params.get("action") == PREVIEW else job.apply
+        if step is None:
+            raise InputError(f"{run.kind} has no {params.get('action')} step")
+        result = step(engine, run, params)
+    except RunCancelled as exc:
+        run.cancel(str(exc), getattr(exc, "stats", None))
+    except ServiceError as exc:
+        run.stop(str(exc), getattr(exc, "stats", None))
+    except BaseException as exc:  # noqa: BLE001 - every path closes the run
+        run.fail(str(exc) or type(exc).__name__, getattr(exc, "stats", None))
+        if not isinstance(exc, HubError):
+            raise
+    else:
+        if get_run(engine, run_id)["status"] == "running":
+            run.finish(result)
+    return get_run(engine, run_id)["status"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lib.db import open_database
+    from lib.logging_setup import configure_logging
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not args[0].isdigit():
+        print("usage: python -m lib.job_worker RUN_ID", file=sys.stderr)
+        return 2
+    configure_logging()
+    status = execute(open_database(), int(args[0]))
+    return 0 if status in ("succeeded", "cancelled") else 1
+
+
+if __name__ == "__main__":
+    from lib.job_worker import main as worker_main  # the imported module holds the registered jobs, not __main__
+
+    sys.exit(worker_main())

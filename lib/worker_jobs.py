@@ -1,0 +1,144 @@
+"""The core jobs as the worker runs them: a preview that stores its plan, an apply that commits chunk by chunk.
+
+Apply commits each chunk on its own, so Cancel (asked between chunks) keeps what was written before it and
+undo reverts exactly that.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from lib.audit import copy_insert_rows
+from lib.db import write_transaction
+from lib.import_report import error_report_csv, error_report_xlsx
+from lib.job_plans import PlanUnusable, claim_plan, get_plan, store_plan, why_unusable
+from lib.job_worker import APPLY, PREVIEW, Progress, WorkerJob, jobs_dir, register
+from lib.runs import Run, RunCancelled
+from lib.subscription_import import (
+    KIND as IMPORT_KIND,
+)
+from lib.subscription_import import (
+    ONE_PASS_CHUNK_ROWS,
+    CustomerIndex,
+    ImportPlan,
+    PlannedRow,
+    PlanOutdated,
+    Planner,
+    SubscriptionIndex,
+    _snapshot,
+    _update_in_batches,
+    _updates,
+    plan_import,
+)
+from lib.subscription_rows import SubscriptionRow, iter_rows, open_export, read_export
+
+__all__ = ["APPLY", "PREVIEW", "import_fingerprint"]
+
+
+def import_fingerprint(engine: Engine) -> str:
+    """What the import's plan depends on: counts, newest ids and last changes of customers and subscriptions."""
+    with engine.connect() as conn:
+        return json.dumps(_snapshot(conn))
+
+
+def _source(params: dict) -> dict:
+    return {"source": Path(params["path"]), "file_name": params.get("file_name"), "sheet": params.get("sheet"),
+            "columns": params.get("columns")}
+
+
+def _import_preview(engine: Engine, run: Run, params: dict) -> dict:
+    progress = Progress(run)
+    progress(0, 0, "reading the workbook")
+    src = _source(params)
+    export = read_export(src["source"], file_name=src["file_name"], sheet=src["sheet"], columns=src["columns"])
+    progress(0, len(export.rows), f"planning {len(export.rows):,} rows")
+    plan = plan_import(engine, export)
+    reports = jobs_dir() / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    report_paths = {}
+    if plan.errors():
+        for fmt, build in (("xlsx", error_report_xlsx), ("csv", error_report_csv)):
+            path = reports / f"run-{run.id}-errors.{fmt}"
+            path.write_bytes(build(plan))
+            report_paths[fmt] = str(path)
+    stored = {
+        "export": {"file_name": export.file_name, "sheet": export.sheet, "sheet_names": export.sheet_names,
+                   "header_row": export.header_row, "headers": export.headers, "mapping": export.mapping,
+                   "unrecognised_headers": export.unrecognised_headers},
+        "counts": plan.counts(), "rows": plan.table(), "errors": plan.errors(), "reports": report_paths,
+    }
+    summary = {**plan.stats(), "errors": len(stored["errors"])}
+    plan_id = store_plan(engine, IMPORT_KIND, run_id=run.id, user=run.user, parameters=params, summary=summary,
+                         plan=stored, fingerprint=json.dumps(plan.snapshot))
+    progress(len(plan.items), len(plan.items), "preview stored")
+    return {**summary, "plan_id": plan_id}
+
+
+def _import_apply(engine: Engine, run: Run, params: dict) -> dict:
+    stored = get_plan(engine, int(params["plan_id"]), with_plan=False)
+    problem = why_unusable(stored, None)
+    if problem:
+        raise PlanUnusable(f"{problem}; preview the file again")
+    claim_plan(engine, stored["id"], run.id)
+    src = _source(stored["parameters"])
+    opened = open_export(src["source"], file_name=src["file_name"], sheet=src["sheet"], columns=src["columns"])
+    return import_in_chunks(engine, run, opened, expected=tuple(json.loads(stored["fingerprint"])),
+                            progress=Progress(run), chunk_rows=int(params.get("chunk_rows") or ONE_PASS_CHUNK_ROWS))
+
+
+def import_in_chunks(engine: Engine, run: Run, opened, *, expected: tuple | None, progress: Progress,
+                     chunk_rows: int = ONE_PASS_CHUNK_ROWS) -> dict:
+    """Plan and write the export a chunk at a time, each chunk committed on its own, asking for Cancel in between.
+
+    The indexes are read once, in the first chunk's transaction, where the fingerprint is checked against the
+    preview's: the plan written is the one the person saw. The per-kind run lock keeps other imports out.
+    """
+    table = opened.table
+    total = table.height
+    rows: list[SubscriptionRow] = []
+    items: list[PlannedRow] = []
+    written = {"created": 0, "updated": 0}
+    planner: Planner | None = None
+    customers: CustomerIndex | None = None
+    snapshot: tuple = ()
+
+    def result() -> dict:
+        plan = ImportPlan(opened.parsed(rows), items, customers.names if customers else {}, snapshot)
+        return {**plan.stats(), "rows_total": total, **written}
+
+    try:
+        for chunk in iter_rows(table, chunk_rows):
+            progress.check_cancel()
+            with write_transaction(engine) as conn:
+                if planner is None:
+                    snapshot = _snapshot(conn)
+                    if expected is not None and snapshot != expected:
+                        raise PlanOutdated("customers or subscriptions changed since the preview; preview the file again")
+                    customers = CustomerIndex(conn)
+                    planner = Planner(customers, SubscriptionIndex(conn), set(table.mapping))
+                planned = planner.plan(chunk)
+                creates = [i.values for i in planned if i.outcome == "create"]
+                if creates:
+                    copy_insert_rows(conn, "subscriptions", creates, run_id=run.id, user=run.user)
+                updates = _updates(planned)
+                for _ in _update_in_batches(conn, updates, run_id=run.id, user=run.user):
+                    pass
+            rows.extend(chunk)
+            items.extend(planned)
+            written["created"] += len(creates)
+            written["updated"] += len(updates)
+            progress(len(items), total, f"{len(items):,} of {total:,} rows: {written['created']:,} created, "
+                                        f"{written['updated']:,} updated")
+    except RunCancelled as exc:
+        cancelled = RunCancelled(f"{exc} after {len(items):,} of {total:,} rows (those are kept; undo reverts them)")
+        cancelled.stats = result()
+        raise cancelled from exc
+    out = result()
+    progress(total, total, "done")
+    return out
+
+
+register(WorkerJob(IMPORT_KIND, "operator", _import_preview, _import_apply))
