@@ -1,17 +1,25 @@
-"""Import subscriptions: upload a BMC Office export, check the column mapping, preview every row, apply as one run."""
+"""Import subscriptions: upload a BMC Office export; a worker previews every row, apply writes as one run.
+
+Preview and apply run in a worker process, never in this page's script run: reloading, opening another page or
+closing the tab does not stop them, and coming back shows the newest preview and apply from the database.
+"""
 
 import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from lib.errors import HubError, InputError
-from lib.import_report import error_report_csv, error_report_xlsx
-from lib.subscription_import import OUTCOMES, PlanOutdated, apply_plan, plan_import
-from lib.subscription_rows import COLUMN_ALIASES, FIELD_LABELS, header_candidates, read_export
+from lib.job_plans import get_plan, plan_for_run, why_unusable
+from lib.job_worker import APPLY, PREVIEW, latest_run, save_upload, start_job
+from lib.subscription_import import KIND, OUTCOMES
+from lib.subscription_rows import COLUMN_ALIASES, FIELD_LABELS, header_candidates
+from lib.worker_jobs import import_fingerprint
+from ui.job_progress import show_outcome, watch_run
 from ui.session import hub_engine, page_actor
 
 OUTCOME_LABELS = {"create": "Create", "update": "Update", "unchanged": "Unchanged", "skipped_locked": "Skipped (locked)",
                   "unmatched": "Unmatched", "rejected": "Rejected"}
+COUNT_OF = {"create": "created", "update": "updated"}
 SHOWN_ROWS = 5000
 NOT_READ = -1
 
@@ -19,25 +27,24 @@ me = page_actor("operator")
 engine = hub_engine()
 st.title("Import subscriptions")
 st.caption("Upload the BMC Office subscription export (.xlsx or .xlsm). The preview shows what each row would do; "
-           "nothing is written until you press Apply.")
+           "nothing is written until you press Apply. Both run on the server: you may leave the page meanwhile.")
 
-upload = st.file_uploader("BMC Office export", type=["xlsx", "xlsm"], key="import_file")
-if upload is None:
-    st.session_state.pop("import_cache", None)
-    st.stop()
 
-file_key = (upload.file_id, upload.name, upload.size)
-if st.session_state.get("import_file_key") != file_key:  # a new file: forget the old sheet, mapping and result
-    for key in [k for k in st.session_state if k.startswith(("import_map_", "import_sheet", "import_result"))]:
+def _preview(params: dict) -> None:
+    try:
+        start_job(engine, KIND, PREVIEW, params, user=me.email, role=me.role)
+    except HubError as exc:
+        st.session_state["import_notice"] = str(exc)
+
+
+def _redo() -> None:
+    st.session_state["import_redo"] = True
+
+
+def _new_sheet() -> None:
+    for key in [k for k in st.session_state if k.startswith("import_map_")]:
         del st.session_state[key]
-    st.session_state.pop("import_cache", None)
-    st.session_state["import_file_key"] = file_key
-data = upload.getvalue()
-
-
-def _columns_from_widgets() -> dict[str, int | None] | None:
-    chosen = {f: st.session_state[f"import_map_{f}"] for f in COLUMN_ALIASES if f"import_map_{f}" in st.session_state}
-    return {f: (None if v == NOT_READ else v) for f, v in chosen.items()} or None
+    _redo()
 
 
 def _mapping_editor(headers: list[str], mapping: dict[str, int], expanded: bool) -> None:
@@ -49,7 +56,7 @@ def _mapping_editor(headers: list[str], mapping: dict[str, int], expanded: bool)
             key = f"import_map_{field}"
             if key not in st.session_state:
                 st.session_state[key] = mapping.get(field, NOT_READ)
-            cols[n % 3].selectbox(FIELD_LABELS[field], options, key=key,
+            cols[n % 3].selectbox(FIELD_LABELS[field], options, key=key, on_change=_redo,
                                   format_func=lambda i: "— not read —" if i == NOT_READ else
                                   f"{headers[i] or '(blank)'} (column {i + 1})")
 
@@ -58,83 +65,115 @@ def _sheet_picker(names: list[str], current: str) -> None:
     if len(names) > 1:
         if st.session_state.get("import_sheet") not in names:
             st.session_state["import_sheet"] = current
-        st.selectbox("Sheet", names, key="import_sheet", on_change=_forget_mapping)
+        st.selectbox("Sheet", names, key="import_sheet", on_change=_new_sheet)
 
 
-def _forget_mapping() -> None:
-    for key in [k for k in st.session_state if k.startswith("import_map_")]:
-        del st.session_state[key]
-
-
-def _cache_fits(cached, sheet: str | None, columns: dict | None) -> bool:
-    """The cached preview was read from this file with this sheet and mapping (widgets echo what was read)."""
-    if cached is None or cached[0] != file_key:
-        return False
-    read = cached[1].export
-    return (sheet is None or sheet == read.sheet) and (
-        columns is None or columns == {f: read.mapping.get(f) for f in COLUMN_ALIASES})
-
-
-sheet = st.session_state.get("import_sheet")
-columns = _columns_from_widgets()
-cache = st.session_state.get("import_cache")
-if not _cache_fits(cache, sheet, columns):
+def _show_result(run: dict) -> None:
+    r = run["stats"]
+    show_outcome(run)
+    if not r:
+        return
+    head = "Applied" if run["status"] == "succeeded" else "Written before it ended"
+    st.success(f"{head} as run {run['run_id']}: {r.get('created', 0)} created, {r.get('updated', 0)} updated, "
+               f"{r.get('unchanged', 0)} unchanged, {r.get('skipped_locked', 0)} skipped (locked), "
+               f"{r.get('unmatched', 0)} unmatched, {r.get('rejected', 0)} rejected.")
+    stats = st.columns(4)
+    for col, (label, key) in zip(stats, [("Rows read", "rows"), ("Created", "created"), ("Updated", "updated"),
+                                         ("Left unchanged", "unchanged")], strict=True):
+        col.metric(label, r.get(key, 0))
     try:
-        with st.spinner("Reading the workbook…"):
-            export = read_export(data, file_name=upload.name, sheet=sheet, columns=columns)
-            plan = plan_import(engine, export)
-    except InputError as exc:
-        st.error(str(exc))
-        try:
-            names, shown, headers, detected = header_candidates(data, file_name=upload.name, sheet=sheet)
-        except InputError:
-            st.stop()
-        _sheet_picker(names, shown)
-        if headers:
-            _mapping_editor(headers, detected, expanded=True)
-        st.stop()
-    st.session_state["import_cache"] = cache = (file_key, plan)
-plan = cache[1]
-export = plan.export
+        st.page_link("app_pages/runs.py", label=f"Open run {run['run_id']}", icon=":material/history:",
+                     query_params={"run": str(run["run_id"])})
+    except StreamlitAPIException:  # the page opened on its own (tests): no navigation to link into
+        st.caption(f"See run {run['run_id']} on the Runs page.")
+
+
+# An apply runs (anyone's: one import at a time): watch it.
+applying = latest_run(engine, KIND, dry_run=False)
+if applying and applying["status"] == "running":
+    st.subheader("Applying")
+    watch_run(engine, applying["run_id"], me)
+    st.stop()
+
+upload = st.file_uploader("BMC Office export", type=["xlsx", "xlsm"], key="import_file")
+if upload is not None:
+    file_key = (upload.file_id, upload.name, upload.size)
+    if st.session_state.get("import_file_key") != file_key:  # a new file: save it, preview it in a worker
+        for key in [k for k in st.session_state if k.startswith(("import_map_", "import_sheet"))]:
+            del st.session_state[key]
+        st.session_state["import_file_key"] = file_key
+        path = save_upload(upload.getvalue(), upload.name)
+        _preview({"path": str(path), "file_name": upload.name})
 
 notice = st.session_state.pop("import_notice", None)
 if notice:
     st.warning(notice)
-result = st.session_state.get("import_result")
-if result:
-    st.success(f"Applied as run {result['run_id']}: {result['created']} created, {result['updated']} updated, "
-               f"{result['unchanged']} unchanged, {result['skipped_locked']} skipped (locked), "
-               f"{result['unmatched']} unmatched, {len(result['errors']) - result['unmatched']} rejected.")
-    stats = st.columns(4)
-    for col, (label, key) in zip(stats, [("Rows read", "rows"), ("Created", "created"), ("Updated", "updated"),
-                                         ("Left unchanged", "unchanged")], strict=True):
-        col.metric(label, result[key])
+
+preview = latest_run(engine, KIND, dry_run=True, user=me.email)
+applied = latest_run(engine, KIND, dry_run=False, user=me.email)
+if applied and (preview is None or applied["run_id"] > preview["run_id"]):
+    _show_result(applied)
+if preview is None:
+    st.stop()
+
+source = {k: preview["parameters"].get(k) for k in ("path", "file_name")}
+if st.session_state.pop("import_redo", False):  # the person changed the sheet or the mapping: preview again
+    columns = {f: st.session_state[f"import_map_{f}"] for f in COLUMN_ALIASES if f"import_map_{f}" in st.session_state}
+    _preview({**source, "sheet": st.session_state.get("import_sheet"),
+              "columns": {f: (None if v == NOT_READ else v) for f, v in columns.items()} or None})
+    st.rerun()
+
+if preview["status"] == "running":
+    st.subheader(f"Preview of {source['file_name']}")
+    watch_run(engine, preview["run_id"], me)
+    st.stop()
+if st.session_state.get("import_widgets_for") != preview["run_id"]:  # widgets echo the newest preview
+    for key in [k for k in st.session_state if k.startswith(("import_map_", "import_sheet"))]:
+        del st.session_state[key]
+    st.session_state["import_widgets_for"] = preview["run_id"]
+
+stored = plan_for_run(engine, preview["run_id"])
+if preview["status"] != "succeeded" or stored is None:
+    st.error(preview["error"] or f"The preview ended {preview['status']}.")
     try:
-        st.page_link("app_pages/runs.py", label=f"Open run {result['run_id']}", icon=":material/history:",
-                     query_params={"run": str(result["run_id"])})
-    except StreamlitAPIException:  # the page opened on its own (tests): no navigation to link into
-        st.caption(f"See run {result['run_id']} on the Runs page.")
+        names, shown, headers, detected = header_candidates(source["path"], file_name=source["file_name"],
+                                                            sheet=preview["parameters"].get("sheet"))
+    except (InputError, OSError):
+        st.stop()
+    _sheet_picker(names, shown)
+    if headers:
+        _mapping_editor(headers, detected, expanded=True)
+    st.stop()
 
-_sheet_picker(export.sheet_names, export.sheet)
-st.caption(f"Sheet {export.sheet!r}, header on row {export.header_row}.")
-mapping_frame = pd.DataFrame([{"field": FIELD_LABELS[f], "column": export.headers[c], "column no.": c + 1}
-                              for f, c in sorted(export.mapping.items(), key=lambda item: item[1])])
+cache = st.session_state.get("import_plan")
+if cache is None or cache[0] != stored["id"]:
+    cache = (stored["id"], get_plan(engine, stored["id"])["plan"])
+    st.session_state["import_plan"] = cache
+plan = cache[1]
+export = plan["export"]
+
+st.caption(f"{export['file_name']}: sheet {export['sheet']!r}, header on row {export['header_row']}. "
+           f"Previewed {stored['created_at']:%Y-%m-%d %H:%M} UTC as run {preview['run_id']}.")
+_sheet_picker(export["sheet_names"], export["sheet"])
+mapping = {f: int(c) for f, c in export["mapping"].items()}
+mapping_frame = pd.DataFrame([{"field": FIELD_LABELS[f], "column": export["headers"][c], "column no.": c + 1}
+                              for f, c in sorted(mapping.items(), key=lambda item: item[1])])
 st.dataframe(mapping_frame, hide_index=True, width="content")
-if export.unrecognised_headers:
-    st.warning(f"Not recognised, not read: {', '.join(repr(h) for h in export.unrecognised_headers)}. "
+if export["unrecognised_headers"]:
+    st.warning(f"Not recognised, not read: {', '.join(repr(h) for h in export['unrecognised_headers'])}. "
                "Map them below if they hold a field.")
-_mapping_editor(export.headers, export.mapping, expanded=bool(export.unrecognised_headers))
+_mapping_editor(export["headers"], mapping, expanded=bool(export["unrecognised_headers"]))
 
-counts = plan.counts()
+counts = plan["counts"]
 st.subheader("Preview")
 metrics = st.columns(7)
-metrics[0].metric("Rows", len(plan.items))
+metrics[0].metric("Rows", len(plan["rows"]))
 for col, outcome in zip(metrics[1:], OUTCOMES, strict=True):
-    col.metric(OUTCOME_LABELS[outcome], counts[{"create": "created", "update": "updated"}.get(outcome, outcome)])
+    col.metric(OUTCOME_LABELS[outcome], counts[COUNT_OF.get(outcome, outcome)])
 
 shown = st.multiselect("Show", list(OUTCOMES), default=["create", "update", "skipped_locked"],
                        format_func=OUTCOME_LABELS.get, key="import_outcomes")
-table = plan.table(set(shown), limit=SHOWN_ROWS)
+table = [r for r in plan["rows"] if r["outcome"] in shown][:SHOWN_ROWS]
 if table:
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
     if len(table) == SHOWN_ROWS:
@@ -142,35 +181,38 @@ if table:
 else:
     st.caption("No rows with these outcomes.")
 
-errors = plan.errors()
+errors = plan["errors"]
 if errors:
     st.subheader(f"Rejected and unmatched rows ({len(errors)})")
     st.dataframe(pd.DataFrame(errors), hide_index=True, width="stretch")
     left, right = st.columns(2)
-    stem = upload.name.rsplit(".", 1)[0]
-    left.download_button("Download error report (xlsx)", error_report_xlsx(plan), file_name=f"{stem}-fejl.xlsx",
-                         mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                         key="import_report_xlsx")
-    right.download_button("Download error report (csv)", error_report_csv(plan), file_name=f"{stem}-fejl.csv",
-                          mime="text/csv", key="import_report_csv")
+    stem = export["file_name"].rsplit(".", 1)[0]
+    for col, fmt, mime in ((left, "xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+                           (right, "csv", "text/csv")):
+        path = plan["reports"].get(fmt)
+        try:
+            data = open(path, "rb").read() if path else None  # noqa: SIM115 - small report file
+        except OSError:
+            data = None
+        if data is not None:
+            col.download_button(f"Download error report ({fmt})", data, file_name=f"{stem}-fejl.{fmt}", mime=mime,
+                                key=f"import_report_{fmt}")
 
 to_write = counts["created"] + counts["updated"]
-if to_write == 0:
+problem = why_unusable(stored, import_fingerprint(engine))
+if problem:
+    st.warning(f"{problem.capitalize()}: preview the file again to apply it.")
+elif to_write == 0:
     st.info("Nothing to write: every row is unchanged, skipped, unmatched or rejected.")
-if st.button(f"Apply ({to_write} change(s))", type="primary", key="import_apply",
-             disabled=to_write == 0):
-    progress = st.progress(0.0, text="Starting…")
-
-    def _report(done: int, total: int, message: str) -> None:
-        progress.progress(done / total if total else 1.0, text=message)
-
+left, right = st.columns([1, 3])
+if left.button(f"Apply ({to_write} change(s))", type="primary", key="import_apply",
+               disabled=to_write == 0 or problem is not None):
     try:
-        st.session_state["import_result"] = apply_plan(engine, plan, user=me.email, role=me.role, on_progress=_report)
-        st.session_state.pop("import_cache", None)
-        st.rerun()
-    except PlanOutdated as exc:
-        st.session_state.pop("import_cache", None)
-        st.session_state["import_notice"] = f"{exc}. The preview below is fresh: check it and apply again."
+        start_job(engine, KIND, APPLY, {"plan_id": stored["id"], "file_name": export["file_name"]}, user=me.email,
+                  role=me.role)
         st.rerun()
     except HubError as exc:
         st.error(str(exc))
+if right.button("Preview again", key="import_again", help="Read the same file again against the data as it is now"):
+    _preview({**source, "sheet": preview["parameters"].get("sheet"), "columns": preview["parameters"].get("columns")})
+    st.rerun()

@@ -6,12 +6,14 @@ import streamlit as st
 
 from lib.errors import HubError
 from lib.runs import UndoRefused, get_run, later_changes, list_runs, run_changes, run_users, undo_run
+from ui.job_progress import running_panel
 from ui.session import hub_engine, page_actor
 from ui.tables import changes_frame, runs_frame
 
 me = page_actor()
 engine = hub_engine()
 st.title("Runs")
+running_panel(engine, me)  # live progress and Cancel of every running job, from any tab or replica
 
 left, right = st.columns(2)
 person = left.selectbox("Started by", ["everyone", *run_users(engine)], key="runs_person")

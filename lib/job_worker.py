@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from lib.config import PROJECT_ROOT, get_settings
 from lib.errors import HubError, InputError, ServiceError
 from lib.roles import require_role
-from lib.runs import Run, RunCancelled, adopt_run, get_run, record_preview, start_run
+from lib.runs import RUN_COLUMNS, Run, RunCancelled, _decode_run, adopt_run, get_run, record_preview, start_run
 
 PREVIEW, APPLY = "preview", "apply"
 PROGRESS_SECONDS = 0.5  # progress rows at most this often (the pages poll once a second)
@@ -147,6 +148,23 @@ def execute(engine: Engine, run_id: int) -> str:
         if get_run(engine, run_id)["status"] == "running":
             run.finish(result)
     return get_run(engine, run_id)["status"]
+
+
+def running_runs(engine: Engine) -> list[dict]:
+    """Every run still marked running, newest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' ORDER BY id DESC")).mappings()
+        return [_decode_run(dict(r)) for r in rows]
+
+
+def latest_run(engine: Engine, kind: str, *, dry_run: bool, user: str | None = None) -> dict | None:
+    """The newest preview (dry_run) or apply run of `kind`, optionally only `user`'s: what a page comes back to."""
+    sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE kind = :k AND dry_run = :d"
+    if user is not None:
+        sql += " AND triggered_by = :u"
+    with engine.connect() as conn:
+        row = conn.execute(text(sql + " ORDER BY id DESC LIMIT 1"), {"k": kind, "d": dry_run, "u": user}).mappings().first()
+    return _decode_run(dict(row)) if row else None
 
 
 def main(argv: list[str] | None = None) -> int:

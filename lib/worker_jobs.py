@@ -15,18 +15,16 @@ from lib.audit import copy_insert_rows
 from lib.db import write_transaction
 from lib.import_report import error_report_csv, error_report_xlsx
 from lib.job_plans import PlanUnusable, claim_plan, get_plan, store_plan, why_unusable
-from lib.job_worker import APPLY, PREVIEW, Progress, WorkerJob, jobs_dir, register
+from lib.job_worker import Progress, WorkerJob, jobs_dir, register
 from lib.runs import Run, RunCancelled
-from lib.subscription_import import (
-    KIND as IMPORT_KIND,
-)
+from lib.subscription_import import KIND as IMPORT_KIND
 from lib.subscription_import import (
     ONE_PASS_CHUNK_ROWS,
     CustomerIndex,
     ImportPlan,
     PlannedRow,
-    PlanOutdated,
     Planner,
+    PlanOutdated,
     SubscriptionIndex,
     _snapshot,
     _update_in_batches,
@@ -34,8 +32,6 @@ from lib.subscription_import import (
     plan_import,
 )
 from lib.subscription_rows import SubscriptionRow, iter_rows, open_export, read_export
-
-__all__ = ["APPLY", "PREVIEW", "import_fingerprint"]
 
 
 def import_fingerprint(engine: Engine) -> str:

@@ -115,6 +115,7 @@ def _isolated_settings(monkeypatch, tmp_path):
     for name in list(os.environ):
         if name.startswith(("CVR_", "ECONOMIC_", "VTIGER_", "SIMPLYCRM_", "MODULES_", "REQUIRE_LOGIN", "HUB_")):
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JOBS_DIR", str(tmp_path / "jobs"))  # uploads and worker logs of pages' worker processes
     yield
     config.reload_files()
 

@@ -6,6 +6,7 @@ from sqlalchemy import text
 
 from lib.runs import list_runs
 from tests.apptest import app, no_exception, texts
+from tests.jobs_wait import settle
 from tests.test_excel_reader import sample, xlsx_bytes
 from tests.test_subscription_import import seed_sample_customers
 
@@ -22,7 +23,7 @@ def test_upload_preview_and_apply(engine):
     at = no_exception(app("app_pages/import_subscriptions.py").run())
     data = sample("abonnementer-messy.xlsx").read_bytes()
     at.file_uploader(key="import_file").upload("abonnementer-messy.xlsx", data, XLSX).run()
-    no_exception(at)
+    no_exception(settle(at, engine))
     shown = texts(at)
     assert "Rows=6" in shown and "Create=2" in shown and "Rejected=4" in shown
     assert "header on row 3" in shown
@@ -36,14 +37,19 @@ def test_upload_preview_and_apply(engine):
     assert set(at.dataframe[1].value["outcome"]) == {"rejected"}
 
     at.button(key="import_apply").click().run()
-    no_exception(at)
+    no_exception(settle(at, engine))
     run = list_runs(engine)[0]
-    assert run["kind"] == "import-subscriptions" and run["stats"]["created"] == 2
+    assert run["kind"] == "import-subscriptions" and not run["dry_run"] and run["stats"]["created"] == 2
     shown = texts(at)
     assert f"Applied as run {run['run_id']}: 2 created" in shown
     assert f"See run {run['run_id']} on the Runs page." in shown
-    assert "Create=0" in shown and "Unchanged=2" in shown  # the refreshed preview: nothing left to do
+    assert f"this preview was applied as run {run['run_id']}" in shown.lower()
+    assert at.button(key="import_apply").disabled  # one apply per preview
     assert _subscription_count(engine) == 2
+
+    at.button(key="import_again").click().run()
+    shown = texts(no_exception(settle(at, engine)))
+    assert "Create=0" in shown and "Unchanged=2" in shown  # the refreshed preview: nothing left to do
     assert at.button(key="import_apply").disabled
 
 
@@ -52,18 +58,19 @@ def test_unrecognised_header_is_mapped_by_hand(engine):
     data = xlsx_bytes({"Ark": [["Kundenr", "Ydelse", "Antal", "Startdato"], [1001, "Hosting", 2, "01-01-2024"]]})
     at = no_exception(app("app_pages/import_subscriptions.py").run())
     at.file_uploader(key="import_file").upload("odd.xlsx", data, XLSX).run()
-    assert "no sheet has a header row with the required columns" in texts(at)
+    assert "no sheet has a header row with the required columns" in texts(settle(at, engine))
     at.selectbox(key="import_map_product").set_value(1).run()
-    no_exception(at)
+    no_exception(settle(at, engine))
     assert "Create=1" in texts(at)
     at.button(key="import_apply").click().run()
+    settle(at, engine)
     assert _subscription_count(engine) == 1
 
 
 def test_refused_file_shows_the_reason(engine):
     at = no_exception(app("app_pages/import_subscriptions.py").run())
     at.file_uploader(key="import_file").upload("photo.xlsx", b"\x89PNG\r\n\x1a\n" + b"\0" * 100, XLSX).run()
-    no_exception(at)
+    no_exception(settle(at, engine))
     assert "photo.xlsx: not an Excel workbook (.xlsx/.xlsm)" in texts(at)
 
 

@@ -1,0 +1,81 @@
+"""A job's live progress, read from the database once a second: any tab, any person, any replica sees it."""
+
+from __future__ import annotations
+
+import streamlit as st
+from sqlalchemy.engine import Engine
+
+from lib.errors import HubError
+from lib.job_worker import running_runs
+from lib.roles import Actor
+from lib.runs import get_run, request_cancel
+
+POLL_SECONDS = 1.0
+
+
+def _fraction(run: dict) -> float:
+    done, total = run.get("progress_done") or 0, run.get("progress_total") or 0
+    return min(done / total, 1.0) if total else 0.0
+
+
+def _label(run: dict) -> str:
+    what = "Preview" if run["dry_run"] else "Run"
+    done, total = run.get("progress_done"), run.get("progress_total")
+    counts = f" · {done:,} of {total:,}" if total else ""
+    return f"{what} {run['run_id']} ({run['kind']}, by {run['triggered_by']}){counts}: {run.get('progress_message') or 'starting…'}"
+
+
+def _cancel_button(engine: Engine, run: dict, me: Actor, job_role: str) -> None:
+    if run["cancel_requested_by"]:
+        st.caption(f"Cancel requested by {run['cancel_requested_by']}: it stops after the chunk it is writing; "
+                   "what was written before is kept (undo reverts it).")
+        return
+    if st.button("Cancel", key=f"job_cancel_{run['run_id']}", disabled=not me.can(job_role),
+                 help="Stops at the next chunk; chunks already written are kept and can be undone."):
+        try:
+            request_cancel(engine, run["run_id"], user=me.email, role=me.role, needed=job_role)
+        except HubError as exc:
+            st.error(str(exc))
+
+
+def _running(engine: Engine, run_id: int, me: Actor, job_role: str) -> None:
+    run = get_run(engine, run_id)
+    if run["status"] != "running":
+        st.rerun(scope="app")  # finished: let the page show the result
+    st.progress(_fraction(run), text=_label(run))
+    _cancel_button(engine, run, me, job_role)
+
+
+def watch_run(engine: Engine, run_id: int, me: Actor, *, job_role: str = "operator") -> None:
+    """Progress bar, message and Cancel of a running run, refreshed every second; reruns the page when it ends."""
+    st.fragment(run_every=POLL_SECONDS)(_running)(engine, run_id, me, job_role)
+
+
+def show_outcome(run: dict) -> None:
+    """How a finished run ended, in one line (the page shows its own statistics below)."""
+    status, error = run["status"], run.get("error")
+    if status == "succeeded":
+        return
+    if status == "cancelled":
+        st.warning(f"Run {run['run_id']} was {error or 'cancelled'}.")
+    elif status == "stopped":
+        st.error(f"Run {run['run_id']} stopped early: {error}. What was written before is kept.")
+    elif status == "stale":
+        st.error(f"Run {run['run_id']} stopped without finishing ({error}).")
+    else:
+        st.error(f"Run {run['run_id']} failed: {error}")
+
+
+def _all_running(engine: Engine, me: Actor) -> None:
+    runs = running_runs(engine)
+    if not runs:
+        st.caption("No job is running.")
+        return
+    for run in runs:
+        st.progress(_fraction(run), text=_label(run))
+        _cancel_button(engine, run, me, "operator")
+
+
+def running_panel(engine: Engine, me: Actor) -> None:
+    """Every running job with its live progress and Cancel (the Runs page)."""
+    st.fragment(run_every=POLL_SECONDS)(_all_running)(engine, me)
