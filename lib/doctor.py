@@ -190,7 +190,9 @@ def check_runs(engine: Engine, settings: Settings) -> Check:
     stale_after = timedelta(seconds=settings.run_stale_seconds)
     with engine.connect() as conn:
         rows = conn.execute(text(
-            "SELECT r.id, r.kind, r.triggered_by, r.started_at, l.owner, l.heartbeat_at FROM runs r "
+            # a preview holds no lock: its worker process (runs.worker) is its owner
+            "SELECT r.id, r.kind, r.triggered_by, r.started_at, COALESCE(l.owner, r.worker) AS owner, "
+            "COALESCE(l.heartbeat_at, r.heartbeat_at) AS heartbeat_at FROM runs r "
             "LEFT JOIN run_locks l ON l.run_id = r.id WHERE r.status = 'running' ORDER BY r.id"
         )).mappings().all()
     alive, dead = [], []

@@ -15,15 +15,29 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from lib.audit import utcnow
 from lib.config import PROJECT_ROOT, get_settings
+from lib.db import write_transaction
 from lib.errors import HubError, InputError, ServiceError
 from lib.roles import require_role
-from lib.runs import RUN_COLUMNS, Run, RunCancelled, _decode_run, adopt_run, get_run, record_preview, start_run
+from lib.runs import (
+    RUN_COLUMNS,
+    Run,
+    RunCancelled,
+    _decode_run,
+    adopt_run,
+    get_run,
+    hand_over,
+    lock_is_stale,
+    record_preview,
+    start_run,
+)
 
 PREVIEW, APPLY = "preview", "apply"
 PROGRESS_SECONDS = 0.5  # progress rows at most this often (the pages poll once a second)
@@ -85,10 +99,28 @@ def start_job(engine: Engine, kind: str, action: str, params: dict, *, user: str
         run = start_run(engine, kind, user=user, parameters=parameters)
     try:
         launch(run.id)
-    except OSError as exc:
+    except (OSError, subprocess.SubprocessError) as exc:
         run.fail(f"the worker process could not start: {exc}")
         raise HubError(f"the worker process could not start: {exc}") from exc
+    hand_over(run)  # the worker beats from now on; if it dies, the run goes stale
     return run.id
+
+
+def refresh(engine: Engine, run_id: int) -> dict:
+    """The run as stored; a running one whose worker process is gone (or silent too long) is marked stale first."""
+    run = get_run(engine, run_id)
+    if run["status"] != "running" or not run["worker"]:
+        return run
+    stale_after = timedelta(seconds=get_settings().run_stale_seconds)
+    why = lock_is_stale({"owner": run["worker"], "heartbeat_at": run["heartbeat_at"], "run_id": run_id}, stale_after)
+    if why:
+        with write_transaction(engine) as conn:
+            conn.execute(text("UPDATE runs SET status = 'stale', finished_at = :now, error = :e "
+                              "WHERE id = :id AND status = 'running'"),
+                         {"now": utcnow(), "e": f"marked stale: {why}", "id": run_id})
+            conn.execute(text("DELETE FROM run_locks WHERE run_id = :id"), {"id": run_id})
+        run = get_run(engine, run_id)
+    return run
 
 
 def launch(run_id: int) -> None:

@@ -276,9 +276,9 @@ class Run:
         """An outside service stopped the run: what was done is kept, the reason is recorded."""
         return self._close("stopped", stats, reason)
 
-    def cancel(self, reason: str, stats: dict | None = None) -> None:
+    def cancel(self, reason: str, stats: dict | None = None) -> str:
         """A person cancelled the run: the chunks committed before are kept (undo reverts them)."""
-        self._close("cancelled", stats, reason)
+        return self._close("cancelled", stats, reason)
 
     def cancel_requested(self) -> str | None:
         """Who asked this run to cancel, or None; jobs ask between chunks."""
@@ -405,7 +405,7 @@ def job_run(engine: Engine, kind: str, *, user: str, dry_run: bool, parameters: 
         _close_quietly(run.stop, str(exc))
         raise
     except RunCancelled as exc:
-        run.cancel(str(exc))
+        _close_quietly(run.cancel, str(exc))
         raise
     except BaseException as exc:
         _close_quietly(run.fail, failure_reason(exc))
@@ -491,7 +491,14 @@ def adopt_run(engine: Engine, run_id: int) -> Run:
                      {"o": _owner(), "now": utcnow(), "id": run_id})
         conn.execute(text("UPDATE run_locks SET owner = :o, heartbeat_at = :now WHERE run_id = :id"),
                      {"o": _owner(), "now": utcnow(), "id": run_id})
-    return Run(engine, run["kind"], run["dry_run"], run["triggered_by"], run_id)
+    adopted = Run(engine, run["kind"], run["dry_run"], run["triggered_by"], run_id)
+    adopted._begin_heartbeat()
+    return adopted
+
+
+def hand_over(run: Run) -> None:
+    """The process that recorded `run` stops keeping it alive: its worker adopts it (and beats) from now on."""
+    run._end_heartbeat()
 
 
 def run_users(engine: Engine) -> list[str]:

@@ -6,9 +6,9 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 
 from lib.errors import HubError
-from lib.job_worker import running_runs
+from lib.job_worker import refresh, running_runs
 from lib.roles import Actor
-from lib.runs import get_run, request_cancel
+from lib.runs import request_cancel
 
 POLL_SECONDS = 1.0
 
@@ -39,7 +39,7 @@ def _cancel_button(engine: Engine, run: dict, me: Actor, job_role: str) -> None:
 
 
 def _running(engine: Engine, run_id: int, me: Actor, job_role: str) -> None:
-    run = get_run(engine, run_id)
+    run = refresh(engine, run_id)
     if run["status"] != "running":
         st.rerun(scope="app")  # finished: let the page show the result
     st.progress(_fraction(run), text=_label(run))
