@@ -116,6 +116,11 @@ class Settings:
     simplycrm_cvr_field: str | None = None
     crm_write_back: bool = False
     import_max_file_mb: int = 50
+    import_max_rows: int = 1_048_576
+    import_max_columns: int = 100
+    import_max_sheets: int = 10
+    import_read_memory_mb: int = 2048
+    import_read_seconds: int = 120
     http_timeout_seconds: float = 20.0
     log_level: str = "INFO"
     log_format: str = "keyvalue"

@@ -1,23 +1,35 @@
 """Read a sheet of an .xlsx/.xlsm workbook safely: refuse what is not one, find the header row, map headers.
 
-Cells are read with python-calamine, which returns the values Excel cached and never evaluates formulas.
-Before calamine sees the file, the zip is checked against decompression bombs and the OLE2 container that
-encrypted workbooks and .xls files use is recognised, so each refusal has its own one-line reason.
+Everything that touches the file runs in a child process (`read_table`, `read_first_row`) with an address-space
+and a CPU-time limit, so a crash or a runaway allocation in the parser ends the child, never the caller; the
+caller gets `WorkbookRefused` ("file refused: …") and the rows, already cut to the columns it reads, a chunk
+at a time. In the child, cells are read with python-calamine, which returns the values Excel cached and never
+evaluates formulas. Before calamine sees the file, the zip is checked against decompression bombs and the OLE2
+container that encrypted workbooks and .xls files use is recognised; before calamine loads a sheet (it allocates
+the whole rectangle up to the furthest cell), the sheet's XML is scanned for cell references beyond the row and
+column limits, and for error cells and NaN/infinity, which calamine would return as empty cells or dates.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import pickle
 import re
+import resource
+import selectors
+import signal
+import struct
+import subprocess
+import sys
+import time
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from xml.etree import ElementTree
 
-from python_calamine import CalamineError, CalamineSheet, CalamineWorkbook
-
-from lib.config import get_settings
 from lib.errors import InputError
 
 ACCEPTED_SUFFIXES = (".xlsx", ".xlsm")
@@ -28,19 +40,76 @@ MAX_UNCOMPRESSED_BYTES = 1024 * 1024 * 1024
 MAX_COMPRESSION_RATIO = 200
 RATIO_CHECK_FROM_BYTES = 10 * 1024 * 1024  # small members may compress extremely well without harm
 HEADER_SCAN_ROWS = 30
+CHUNK_ROWS = 2500
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class WorkbookRefused(InputError):
     """The file is not an Excel workbook we read; the message is the one line the user sees."""
 
 
+class CellError(str):
+    """An Excel error cell (#DIV/0!, #N/A, …), or a cell the parser could not convert ("#UNREADABLE")."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return CellError, (str(self),)
+
+
+UNREADABLE = "#UNREADABLE"
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """How much of a file is read at most (settings IMPORT_MAX_*, IMPORT_READ_*; docs/SECURITY.md)."""
+
+    max_file_mb: int = 50
+    max_rows: int = 1_048_576
+    max_columns: int = 100
+    max_sheets: int = 10
+    memory_mb: int = 2048
+    seconds: int = 120
+
+    @classmethod
+    def from_settings(cls) -> ReadLimits:
+        from lib.config import get_settings  # not in the child, which gets its limits from the caller
+
+        s = get_settings()
+        return cls(s.import_max_file_mb, s.import_max_rows, s.import_max_columns, s.import_max_sheets,
+                   s.import_read_memory_mb, s.import_read_seconds)
+
+
 def _megabytes(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
 
+def column_letters(index: int) -> str:
+    """0 → 'A', 25 → 'Z', 26 → 'AA'."""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
+def column_index(letters: str) -> int:
+    """'A' → 0, 'AA' → 26 (the inverse of column_letters)."""
+    index = 0
+    for ch in letters.upper():
+        index = index * 26 + ord(ch) - 64
+    return index - 1
+
+
+def cell_name(row: int, column: int) -> str:
+    """The Excel name of a cell: row 7, column index 4 → 'E7'."""
+    return f"{column_letters(column)}{row}"
+
+
 def check_size(size: int, limit_mb: int | None = None) -> None:
     """Refuse a file over IMPORT_MAX_FILE_MB before reading it."""
-    limit_mb = get_settings().import_max_file_mb if limit_mb is None else limit_mb
+    limit_mb = ReadLimits.from_settings().max_file_mb if limit_mb is None else limit_mb
     if size > limit_mb * 1024 * 1024:
         raise WorkbookRefused(
             f"the file is {_megabytes(size)}, over the {limit_mb} MB limit (IMPORT_MAX_FILE_MB)")
@@ -89,32 +158,6 @@ def check_workbook_bytes(head: bytes, data: io.BufferedIOBase | io.BytesIO, file
                 f"more than {MAX_COMPRESSION_RATIO}:1 (a zip bomb?)")
 
 
-def open_workbook(source: Path | str | bytes, file_name: str | None = None) -> CalamineWorkbook:
-    """A checked workbook from a path or the bytes of an upload; raises WorkbookRefused with the reason."""
-    if isinstance(source, bytes):
-        file_name = file_name or "upload"
-        check_size(len(source))
-        stream = io.BytesIO(source)
-        check_workbook_bytes(source[:8], stream, file_name)
-        stream.seek(0)
-        opener = lambda: CalamineWorkbook.from_filelike(stream)  # noqa: E731
-    else:
-        path = Path(source)
-        file_name = file_name or path.name
-        if not path.is_file():
-            raise WorkbookRefused(f"{file_name}: no such file")
-        check_size(path.stat().st_size)
-        with path.open("rb") as handle:
-            check_workbook_bytes(handle.read(8), handle, file_name)
-        opener = lambda: CalamineWorkbook.from_path(str(path))  # noqa: E731
-    try:
-        return opener()
-    except CalamineError as exc:
-        raise WorkbookRefused(f"{file_name}: the workbook cannot be read ({_first_line(exc)})") from None
-    except Exception as exc:  # noqa: BLE001 - calamine raises several unrelated classes for a broken file
-        raise WorkbookRefused(f"{file_name}: the workbook cannot be read ({_first_line(exc)})") from None
-
-
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -134,11 +177,16 @@ def normalize_header(value: object) -> str:
 
 @dataclass(frozen=True)
 class HeaderSpec:
-    """Which fields a sheet may have, under which header texts, and when a row counts as the header."""
+    """Which fields a sheet may have, under which header texts, and when a row counts as the header: every
+    field of `required` and at least one of `one_of` (plain data: it is sent to the reading child)."""
 
     aliases: dict[str, tuple[str, ...]]
-    is_complete: Callable[[set[str]], bool]
+    required: tuple[str, ...]
+    one_of: tuple[str, ...]
     describe_required: str
+
+    def is_complete(self, fields: set[str]) -> bool:
+        return set(self.required) <= fields and (not self.one_of or bool(fields & set(self.one_of)))
 
     def lookup(self) -> dict[str, str]:
         return {normalize_header(alias): name for name, names in self.aliases.items() for alias in names}
@@ -181,6 +229,205 @@ class SheetTable:
         return [h for i, h in enumerate(self.headers) if h.strip() and i not in used]
 
 
+def _header_text(cell: object) -> str:
+    if isinstance(cell, float) and cell.is_integer():
+        return str(int(cell))
+    return "" if cell is None else str(cell).strip()
+
+
+def map_headers_strict(cells: list, spec: HeaderSpec, sheet: str) -> dict[str, int]:
+    """`map_headers`, but two columns with headers of the same field refuse the sheet: which one is meant is
+    a guess we do not make (the page's column mapping, or deleting one column, settles it)."""
+    lookup = spec.lookup()
+    mapping: dict[str, int] = {}
+    for index, cell in enumerate(cells):
+        name = lookup.get(normalize_header(cell))
+        if name and name in mapping:
+            first = mapping[name]
+            raise InputError(
+                f"sheet {sheet!r}: columns {column_letters(first)} ({_header_text(cells[first])!r}) and "
+                f"{column_letters(index)} ({_header_text(cell)!r}) are both the {name.replace('_', ' ')} column; "
+                "delete one, or choose one in the column mapping")
+        if name:
+            mapping[name] = index
+    return mapping
+
+
+# --- structure: decided from the sheet's XML before anything is allocated from it ------------------------------
+
+_NS_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+_NS_PKG = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+_SCAN_BYTES = 1 << 20
+_SMALL_PART_BYTES = 16 * 1024 * 1024  # workbook.xml and its rels are parsed whole; they are small in any export
+_REF_VALUE = re.compile(rb'["\']([A-Za-z]*)([0-9]*)["\']')
+_ERROR_TYPE = re.compile(rb'\bt\s*=\s*["\']e["\']')
+_NOT_FINITE = re.compile(rb'<(?:[\w.-]+:)?v>\s*[-+]?(?:nan|inf)', re.IGNORECASE)
+_VALUE = re.compile(rb'<(?:[\w.-]+:)?v>([^<]{0,64})<')
+_TAG_NAME = re.compile(rb'<(?:[\w.-]+:)?(\w+)')
+
+
+def sheet_parts(archive: zipfile.ZipFile) -> dict[str, str]:
+    """Sheet name → its XML part in the zip (from xl/workbook.xml and its relationships); {} when unclear."""
+    try:
+        members = {m.filename: m for m in archive.infolist()}
+        book, rels = members.get("xl/workbook.xml"), members.get("xl/_rels/workbook.xml.rels")
+        if book is None or rels is None or max(book.file_size, rels.file_size) > _SMALL_PART_BYTES:
+            return {}
+        targets = {r.get("Id"): r.get("Target", "") for r in ElementTree.fromstring(archive.read(rels)).iter()
+                   if r.tag == f"{_NS_PKG}Relationship"}
+        parts: dict[str, str] = {}
+        for sheet in ElementTree.fromstring(archive.read(book)).iter(f"{_NS_MAIN}sheet"):
+            target = targets.get(sheet.get(f"{_NS_REL}id"), "")
+            path = target.lstrip("/") if target.startswith("/") else str(PurePosixPath("xl") / target)
+            parts[sheet.get("name", "")] = os.path.normpath(path).replace(os.sep, "/")
+        return parts
+    except (ElementTree.ParseError, KeyError, zipfile.BadZipFile, ValueError):
+        return {}
+
+
+def _enclosing_cell_ref(buf: bytes, pos: int) -> tuple[int, int] | None:
+    """(row, column index) of the <c> element around `pos` (an attribute or a <v> inside it), if it says."""
+    at = pos
+    for _ in range(4):
+        at = buf.rfind(b"<", 0, at)
+        if at < 0:
+            return None
+        name = _TAG_NAME.match(buf, at)
+        if name and name.group(1) == b"c":
+            end = buf.find(b">", at)
+            ref = re.search(rb'\sr\s*=\s*["\']([A-Za-z]{1,3})([0-9]{1,7})["\']', buf[at:end if end > 0 else None])
+            return (int(ref.group(2)), column_index(ref.group(1).decode())) if ref else None
+    return None
+
+
+def scan_sheet(stream: io.BufferedIOBase, limits: ReadLimits, sheet: str) -> dict[tuple[int, int], str]:
+    """Refuse a sheet with a cell reference beyond the row or column limit (before calamine, which allocates
+    every cell of the rectangle up to the furthest one); return the error and NaN/infinity cells by position.
+
+    The scan runs over the decompressed XML in C (regular expressions that match only what is unusual), so
+    an ordinary export costs little more than its decompression.
+    """
+    max_letters = column_letters(limits.max_columns - 1)
+    digits = len(str(limits.max_rows))
+    far = re.compile(rb'r\s*=\s*["\'](?:[A-Za-z]{%d,}[0-9]*|[A-Za-z]*[0-9]{%d,})["\']' % (len(max_letters), digits))
+    special: dict[tuple[int, int], str] = {}
+    tail = b""
+    while True:
+        data = stream.read(_SCAN_BYTES)
+        buf = tail + data
+        if data:
+            cut = buf.rfind(b"row>") + 4 if b"row>" in buf[-65536:] else buf.rfind(b">") + 1
+            buf, tail = buf[:cut], buf[cut:]
+        for match in far.finditer(buf):
+            if match.start() and buf[match.start() - 1 : match.start()] not in b" \t\r\n":
+                continue  # an attribute ending in r (none in sheetData, but be exact)
+            letters, number = _REF_VALUE.search(buf, match.start()).groups()
+            letters, number = letters.decode(), number.decode()
+            ref = f"{letters.upper()}{number}"
+            if letters and column_index(letters) >= limits.max_columns:
+                raise WorkbookRefused(
+                    f"file refused: sheet {sheet!r} has a cell at {ref[:20]}, beyond column {max_letters} "
+                    f"(IMPORT_MAX_COLUMNS = {limits.max_columns}); delete what lies to the right of the export")
+            if number and (len(number) > 9 or int(number) > limits.max_rows):
+                raise WorkbookRefused(
+                    f"file refused: sheet {sheet!r} has {'a cell at ' + ref[:20] if letters else 'a row ' + number[:12]}, "
+                    f"beyond row {limits.max_rows:,} (IMPORT_MAX_ROWS)")
+        for match in _ERROR_TYPE.finditer(buf):
+            where = _enclosing_cell_ref(buf, match.start())
+            if where is not None:
+                close = buf.find(b"</", match.end())
+                value = _VALUE.search(buf, match.end(), close + 200 if close >= 0 else len(buf))
+                text = value.group(1).decode("utf-8", "replace").strip() if value else ""
+                special[where] = text if text.startswith("#") else "#ERROR"
+        for match in _NOT_FINITE.finditer(buf):
+            where = _enclosing_cell_ref(buf, match.start())
+            if where is not None:
+                special[where] = "#NUM!"
+        if not data:
+            return special
+
+
+# --- the child process: everything that parses the file --------------------------------------------------------
+
+class _Book:
+    """A checked workbook in the child: sheets are scanned (`scan_sheet`) before calamine loads them."""
+
+    def __init__(self, source: str | bytes, file_name: str, limits: ReadLimits):
+        from python_calamine import CalamineWorkbook  # only the child imports the parser
+
+        self.file_name, self.limits = file_name, limits
+        if isinstance(source, bytes):
+            check_size(len(source), limits.max_file_mb)
+            stream = io.BytesIO(source)
+            check_workbook_bytes(source[:8], stream, file_name)
+            self._zip = lambda: zipfile.ZipFile(io.BytesIO(source))  # noqa: E731
+            opener = lambda: CalamineWorkbook.from_filelike(io.BytesIO(source))  # noqa: E731
+        else:
+            with open(source, "rb") as handle:
+                check_workbook_bytes(handle.read(8), handle, file_name)
+            self._zip = lambda: zipfile.ZipFile(source)  # noqa: E731
+            opener = lambda: CalamineWorkbook.from_path(source)  # noqa: E731
+        with self._zip() as archive:
+            self.parts = sheet_parts(archive)
+        try:
+            self.workbook = opener()
+        except Exception as exc:  # noqa: BLE001 - calamine raises several unrelated classes for a broken file
+            raise WorkbookRefused(f"{file_name}: the workbook cannot be read ({_first_line(exc)})") from None
+        self.sheet_names = list(self.workbook.sheet_names)
+
+    def rows(self, sheet: str) -> tuple[Iterator[list], int]:
+        """The sheet's rows from Excel row 1 and column A (error cells as CellError), and its height."""
+        part = self.parts.get(sheet)
+        special: dict[tuple[int, int], str] = {}
+        if part is not None:
+            with self._zip() as archive, archive.open(part) as stream:
+                special = scan_sheet(stream, self.limits, sheet)
+        try:
+            source = self.workbook.get_sheet_by_name(sheet)
+        except Exception as exc:  # noqa: BLE001 - a sheet calamine cannot parse is a bad file, whatever the class
+            raise InputError(f"sheet {sheet!r} cannot be read ({_first_line(exc)})") from None
+        start, end = source.start, source.end
+        if end and (end[0] >= self.limits.max_rows or end[1] >= self.limits.max_columns):
+            raise WorkbookRefused(f"file refused: sheet {sheet!r} reaches cell {cell_name(end[0] + 1, end[1])}, "
+                                  f"beyond {limits_text(self.limits)}")
+        height = end[0] + 1 if end else 0
+        return _sheet_rows(source, start, special), height
+
+
+def limits_text(limits: ReadLimits) -> str:
+    return (f"row {limits.max_rows:,} (IMPORT_MAX_ROWS) or column {column_letters(limits.max_columns - 1)} "
+            f"(IMPORT_MAX_COLUMNS)")
+
+
+def _sheet_rows(source, start: tuple[int, int] | None, special: dict[tuple[int, int], str]) -> Iterator[list]:
+    """Rows padded back to column A (iter_rows starts at the first used column); error cells become CellError;
+    a row calamine cannot convert (a date far out of range panics in Rust) becomes UNREADABLE cells."""
+    pad = [""] * start[1] if start and start[1] else []
+    by_row: dict[int, list[tuple[int, str]]] = {}
+    for (row, column), text in special.items():
+        by_row.setdefault(row, []).append((column, text))
+    rows = iter(source.iter_rows())
+    width = (source.end[1] + 1) if source.end else 0
+    number = 0
+    while True:
+        number += 1
+        try:
+            cells = next(rows)
+        except StopIteration:
+            return
+        except BaseException as exc:  # noqa: BLE001 - pyo3's PanicException derives from BaseException
+            if isinstance(exc, KeyboardInterrupt | SystemExit | MemoryError):
+                raise
+            cells = [CellError(UNREADABLE)] * max(width - len(pad), 1)
+        if pad:
+            cells = [*pad, *cells]
+        for column, text in by_row.get(number, ()):
+            if column < len(cells):
+                cells[column] = CellError(text)
+        yield cells
+
+
 def _find_header(rows: Iterator[list], spec: HeaderSpec, scanned: list[list] | None = None) -> tuple[int, list] | None:
     """The first of the top rows that has the required columns; the rows looked at go into `scanned`."""
     for index, cells in enumerate(rows):
@@ -193,54 +440,37 @@ def _find_header(rows: Iterator[list], spec: HeaderSpec, scanned: list[list] | N
     return None
 
 
-def _header_text(cell: object) -> str:
-    if isinstance(cell, float) and cell.is_integer():
-        return str(int(cell))
-    return "" if cell is None else str(cell).strip()
-
-
-def choose_sheet(workbook: CalamineWorkbook, spec: HeaderSpec, sheet: str | None = None,
+def choose_sheet(book: _Book, spec: HeaderSpec, sheet: str | None = None,
                  preferred: str | None = None, fallback_first: bool = False) -> str:
     """`sheet` when given (it must exist), else `preferred` when present, else the first sheet with a header
-    (else, with `fallback_first`, the first sheet: the columns are being mapped by hand)."""
-    names = list(workbook.sheet_names)
+    among the first IMPORT_MAX_SHEETS (else, with `fallback_first`, the first sheet: the columns are being
+    mapped by hand)."""
+    names = book.sheet_names
     if sheet is not None:
         if sheet not in names:
-            raise InputError(f"there is no sheet named {sheet!r} (sheets: {', '.join(map(repr, names))})")
+            raise InputError(f"there is no sheet named {sheet!r} (sheets: {', '.join(map(repr, names[:20]))})")
         return sheet
     if preferred:
         for name in names:
             if name.strip().casefold() == preferred.casefold():
                 return name
-    for name in names:
-        if _find_header(sheet_rows(workbook.get_sheet_by_name(name)), spec):
+    for name in names[: book.limits.max_sheets]:
+        if _find_header(book.rows(name)[0], spec):
             return name
     if fallback_first and names:
         return names[0]
-    raise InputError(f"no sheet has a header row with the required columns ({spec.describe_required})")
+    among = f" among the first {book.limits.max_sheets} (IMPORT_MAX_SHEETS)" if len(names) > book.limits.max_sheets else ""
+    raise InputError(f"no sheet{among} has a header row with the required columns ({spec.describe_required})")
 
 
-def sheet_rows(source: CalamineSheet) -> Iterator[list]:
-    """The sheet's rows from Excel row 1 and column A. iter_rows starts at row 1 but at the first used
-    column, so rows are padded when column A is empty (to_python(skip_empty_area=False) does the same)."""
-    rows = iter(source.iter_rows())
-    start = source.start
-    pad = [""] * start[1] if start and start[1] else None
-    return rows if pad is None else ([*pad, *cells] for cells in rows)
-
-
-def read_sheet(workbook: CalamineWorkbook, sheet: str, spec: HeaderSpec,
+def read_sheet(book: _Book, sheet: str, spec: HeaderSpec,
                columns: dict[str, int | None] | None = None) -> SheetTable:
     """The header row (first row within the top rows that has the required columns) and the rows below it.
 
     `columns` corrects the detected mapping: field → column index, or None to leave a field unread. The rows
     below the header are read as they are consumed; only the rows up to the first data row are read here.
     """
-    try:
-        source = workbook.get_sheet_by_name(sheet)
-        rows = sheet_rows(source)
-    except Exception as exc:  # noqa: BLE001 - a sheet calamine cannot parse is a bad file, whatever the class
-        raise InputError(f"sheet {sheet!r} cannot be read ({_first_line(exc)})") from None
+    rows, end_height = book.rows(sheet)
     scanned: list[list] = []
     found = _find_header(rows, spec, scanned)
     if found is None and columns:  # mapped by hand: the first non-blank row is the header
@@ -251,7 +481,7 @@ def read_sheet(workbook: CalamineWorkbook, sheet: str, spec: HeaderSpec,
         raise InputError(f"sheet {sheet!r} has no header row with the required columns ({spec.describe_required})")
     index, cells = found
     headers = [_header_text(c) for c in cells]
-    mapping = map_headers(cells, spec)
+    mapping = map_headers(cells, spec) if columns else map_headers_strict(cells, spec, sheet)
     for name, column in (columns or {}).items():
         if column is None:
             mapping.pop(name, None)
@@ -267,6 +497,234 @@ def read_sheet(workbook: CalamineWorkbook, sheet: str, spec: HeaderSpec,
                 break
         else:
             raise InputError(f"sheet {sheet!r} has a header but no data rows")
-    end = source.end
-    height = max(0, end[0] + 1 - (index + 1)) if end else len(ahead)
+    height = max(0, end_height - (index + 1))
     return SheetTable(sheet, index + 1, headers, mapping, chain(ahead, rows), index + 2, height)
+
+
+def _send(out, message: tuple) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(struct.pack("<Q", len(data)))
+    out.write(data)
+    out.flush()
+
+
+def _limit_child(limits: ReadLimits) -> None:
+    """The child's own limits: address space and CPU seconds (a runaway parser ends here, not in the server)."""
+    memory = limits.memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.seconds, limits.seconds + 5))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def serve(stdin=None, stdout=None) -> int:
+    """The child's main: read one request (pickled by `_Reader`) from stdin, answer on stdout."""
+    stdin = stdin or sys.stdin.buffer
+    stdout = stdout or sys.stdout.buffer
+    request = pickle.loads(stdin.read())
+    limits: ReadLimits = request["limits"]
+    _limit_child(limits)
+    try:
+        book = _Book(request["source"], request["file_name"], limits)
+        spec: HeaderSpec = request["spec"]
+        if request["mode"] == "first":
+            names = book.sheet_names
+            sheet = request["sheet"]
+            preferred = request["preferred"] or ""
+            chosen = sheet if sheet in names else next(
+                (n for n in names if n.strip().casefold() == preferred.casefold()), names[0] if names else "")
+            headers: list[str] = []
+            if chosen:
+                for cells in book.rows(chosen)[0]:
+                    if not is_blank(cells):
+                        headers = [_header_text(c) for c in cells[: limits.max_columns]]
+                        break
+            _send(stdout, ("first", names, chosen, headers))
+            return 0
+        chosen = choose_sheet(book, spec, request["sheet"], request["preferred"], request["fallback_first"])
+        table = read_sheet(book, chosen, spec, request["columns"])
+        width = max(table.mapping.values()) + 1
+        _send(stdout, ("table", book.sheet_names, table.sheet, table.header_row, table.headers[: limits.max_columns],
+                       table.mapping, table.first_row, table.height))
+        chunk: list[list] = []
+        for cells in table.rows:
+            chunk.append(cells[:width])
+            if len(chunk) >= request["chunk"]:
+                _send(stdout, ("rows", chunk))
+                chunk = []
+        _send(stdout, ("rows", chunk))
+        _send(stdout, ("end",))
+    except WorkbookRefused as exc:
+        _send(stdout, ("refused", str(exc)))
+    except InputError as exc:
+        _send(stdout, ("input", str(exc)))
+    except MemoryError:
+        _send(stdout, ("memory",))
+    except BrokenPipeError:  # the caller stopped reading (it had what it needed)
+        return 0
+    return 0
+
+
+# --- the caller's side ------------------------------------------------------------------------------------------
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Only the classes a cell can be: the child's answers are data, never code."""
+
+    ALLOWED = {("datetime", "date"), ("datetime", "datetime"), ("datetime", "time"), ("datetime", "timedelta"),
+               ("lib.excel_reader", "CellError")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not a cell value")
+
+
+class _Reader:
+    """One child process reading one file; messages are read with a deadline, the child is always reaped."""
+
+    def __init__(self, source: Path | str | bytes, file_name: str | None, limits: ReadLimits):
+        if isinstance(source, bytes):
+            self.file_name = file_name or "upload"
+            check_size(len(source), limits.max_file_mb)
+            payload: str | bytes = source
+        else:
+            path = Path(source)
+            self.file_name = file_name or path.name
+            if path.is_dir():
+                raise WorkbookRefused(f"{self.file_name}: is a directory, not an Excel file")
+            if not path.is_file():
+                raise WorkbookRefused(f"{self.file_name}: no such file")
+            check_size(path.stat().st_size, limits.max_file_mb)
+            payload = str(path.resolve())
+        self.limits = limits
+        self.payload = payload
+        self.process: subprocess.Popen | None = None
+
+    def start(self, **request) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               "RUST_BACKTRACE": "0"}
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "lib.excel_child"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=env, cwd=str(ROOT), close_fds=True)
+        data = pickle.dumps({"source": self.payload, "file_name": self.file_name, "limits": self.limits, **request},
+                            protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            self.process.stdin.write(data)
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
+        self._buffer = bytearray()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.process.stdout, selectors.EVENT_READ)
+
+    def _read_exactly(self, size: int, deadline: float) -> bytes | None:
+        fd = self.process.stdout.fileno()
+        while len(self._buffer) < size:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._selector.select(left):
+                self.close()
+                raise WorkbookRefused(f"file refused: {self.file_name}: reading it took more than "
+                                      f"{self.limits.seconds} s (IMPORT_READ_SECONDS)")
+            data = os.read(fd, 1 << 20)
+            if not data:
+                return None
+            self._buffer += data
+        out = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return out
+
+    def receive(self) -> tuple:
+        """The child's next message; a child that died or overran its limits becomes WorkbookRefused."""
+        deadline = time.monotonic() + self.limits.seconds + 10
+        head = self._read_exactly(8, deadline)
+        body = self._read_exactly(struct.unpack("<Q", head)[0], deadline) if head is not None else None
+        if body is None:
+            raise self._died()
+        message = _SafeUnpickler(io.BytesIO(body)).load()
+        kind = message[0]
+        if kind == "refused":
+            self.close()
+            raise WorkbookRefused(message[1])
+        if kind == "input":
+            self.close()
+            raise InputError(message[1])
+        if kind == "memory":
+            self.close()
+            raise self._memory_refusal()
+        return message
+
+    def _memory_refusal(self) -> WorkbookRefused:
+        return WorkbookRefused(f"file refused: {self.file_name}: reading it needs more than "
+                               f"{self.limits.memory_mb} MB of memory (IMPORT_READ_MEMORY_MB)")
+
+    def _died(self) -> WorkbookRefused:
+        process = self.process
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        error = process.stderr.read().decode("utf-8", "replace") if process.stderr else ""
+        self.close()
+        code = process.returncode
+        if "memory allocation" in error or "MemoryError" in error or code == -signal.SIGABRT:
+            return self._memory_refusal()
+        if code in (-signal.SIGXCPU, -signal.SIGKILL):
+            return WorkbookRefused(f"file refused: {self.file_name}: reading it took more than "
+                                   f"{self.limits.seconds} s of CPU (IMPORT_READ_SECONDS)")
+        last = next((line.strip() for line in reversed(error.splitlines()) if line.strip()), f"exit code {code}")
+        return WorkbookRefused(f"file refused: {self.file_name}: the reader stopped ({last[:200]})")
+
+    def close(self) -> None:
+        process = self.process
+        if process is None:
+            return
+        self.process = None
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for pipe in (process.stdout, process.stderr):
+            if pipe:
+                pipe.close()
+        self._selector.close()
+
+    def rows(self) -> Iterator[list]:
+        """The rows the child sends, a chunk at a time; the child is reaped at the end or when abandoned."""
+        try:
+            while True:
+                message = self.receive()
+                if message[0] == "end":
+                    return
+                yield from message[1]
+        finally:
+            self.close()
+
+
+def read_table(source: Path | str | bytes, spec: HeaderSpec, *, file_name: str | None = None,
+               sheet: str | None = None, preferred: str | None = None, columns: dict[str, int | None] | None = None,
+               fallback_first: bool = False, limits: ReadLimits | None = None,
+               chunk: int = CHUNK_ROWS) -> tuple[list[str], SheetTable]:
+    """The sheet names and the chosen sheet's table, read in a child process; rows come as they are consumed,
+    each cut after the last mapped column. Raises WorkbookRefused / InputError with the one-line reason."""
+    reader = _Reader(source, file_name, limits or ReadLimits.from_settings())
+    reader.start(mode="table", spec=spec, sheet=sheet, preferred=preferred, columns=columns,
+                 fallback_first=fallback_first, chunk=chunk)
+    try:
+        _kind, names, chosen, header_row, headers, mapping, first_row, height = reader.receive()
+    except BaseException:
+        reader.close()
+        raise
+    return names, SheetTable(chosen, header_row, headers, mapping, reader.rows(), first_row, height)
+
+
+def read_first_row(source: Path | str | bytes, spec: HeaderSpec, *, file_name: str | None = None,
+                   sheet: str | None = None, preferred: str | None = None,
+                   limits: ReadLimits | None = None) -> tuple[list[str], str, list[str]]:
+    """The sheet names, the sheet shown (`sheet`, else `preferred`, else the first) and its first non-blank
+    row's texts: for mapping columns by hand when no header was recognised."""
+    reader = _Reader(source, file_name, limits or ReadLimits.from_settings())
+    reader.start(mode="first", spec=spec, sheet=sheet, preferred=preferred)
+    try:
+        _kind, names, chosen, headers = reader.receive()
+    finally:
+        reader.close()
+    return names, chosen, headers

@@ -18,12 +18,10 @@ from lib.cvr import InvalidCVR, validate_cvr
 from lib.excel_reader import (
     HeaderSpec,
     SheetTable,
-    choose_sheet,
     is_blank,
     map_headers,
-    open_workbook,
-    read_sheet,
-    sheet_rows,
+    read_first_row,
+    read_table,
 )
 
 PREFERRED_SHEET = "Abonnementer"
@@ -56,11 +54,7 @@ FIELD_LABELS = {
 REQUIRED_DESCRIPTION = "product, quantity, start date, and a customer number, CVR or customer name"
 
 
-def _has_required(fields: set[str]) -> bool:
-    return {"product", "quantity", "start_date"} <= fields and bool(fields & set(CUSTOMER_KEYS))
-
-
-HEADER_SPEC = HeaderSpec(COLUMN_ALIASES, _has_required, REQUIRED_DESCRIPTION)
+HEADER_SPEC = HeaderSpec(COLUMN_ALIASES, ("product", "quantity", "start_date"), CUSTOMER_KEYS, REQUIRED_DESCRIPTION)
 
 INTERVALS = {
     "monthly": ("måned", "måneder", "månedlig", "månedligt", "md", "mdr", "monthly", "month", "per month"),
@@ -625,15 +619,11 @@ class OpenedExport:
 
 def open_export(source: Path | str | bytes, *, file_name: str | None = None, sheet: str | None = None,
                 columns: dict[str, int | None] | None = None) -> OpenedExport:
-    """Open, pick the sheet, map the columns. Bad files raise InputError (nothing read)."""
+    """Open (in a child process: lib.excel_reader), pick the sheet, map the columns; the rows are read as the
+    table is consumed. Bad files raise InputError (nothing read)."""
     name = file_name or (Path(source).name if not isinstance(source, bytes) else "upload.xlsx")
-    workbook = open_workbook(source, name)
-    try:
-        chosen = choose_sheet(workbook, HEADER_SPEC, sheet, PREFERRED_SHEET, fallback_first=bool(columns))
-        table = read_sheet(workbook, chosen, HEADER_SPEC, columns)
-        sheet_names = list(workbook.sheet_names)
-    finally:
-        workbook.close()
+    sheet_names, table = read_table(source, HEADER_SPEC, file_name=name, sheet=sheet, preferred=PREFERRED_SHEET,
+                                    columns=columns, fallback_first=bool(columns))
     return OpenedExport(name, sheet_names, table)
 
 
@@ -650,17 +640,6 @@ def header_candidates(source: Path | str | bytes, *, file_name: str | None = Non
                       sheet: str | None = None) -> tuple[list[str], str, list[str], dict[str, int]]:
     """For correcting the mapping by hand when no header was recognised: the sheets, the sheet shown
     (`sheet`, else "Abonnementer", else the first), the texts of its first non-blank row and what they map to."""
-    workbook = open_workbook(source, file_name)
-    try:
-        names = list(workbook.sheet_names)
-        chosen = sheet if sheet in names else next(
-            (n for n in names if n.strip().casefold() == PREFERRED_SHEET.casefold()), names[0] if names else "")
-        headers: list[str] = []
-        if chosen:
-            for cells in sheet_rows(workbook.get_sheet_by_name(chosen)):
-                if not is_blank(cells):
-                    headers = [_text(c) or "" for c in cells]
-                    break
-    finally:
-        workbook.close()
+    names, chosen, headers = read_first_row(source, HEADER_SPEC, file_name=file_name, sheet=sheet,
+                                            preferred=PREFERRED_SHEET)
     return names, chosen, headers, map_headers(headers, HEADER_SPEC)
