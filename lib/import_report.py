@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import date
 from decimal import Decimal
 
@@ -12,14 +13,24 @@ from openpyxl import Workbook
 from lib.subscription_import import ImportPlan
 from lib.subscription_rows import FIELD_LABELS
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
+CELL_CHARS = 100  # a cell's text in the report is cut to this (one 5 MB cell made a 5 MB line)
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ESCAPE = re.compile("_(x[0-9A-Fa-f]{4}_)")  # xlsx would read "_x0001_" back as a control character
 
 
 def neutralize(value: object) -> object:
-    """Text that Excel would run as a formula gets a leading apostrophe (OWASP CSV injection advice)."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
+    """Text made safe to open: control characters removed, cut to CELL_CHARS, and text that Excel would run
+    as a formula — starting with = + - @ (also fullwidth), tab, CR or LF, also after leading spaces — gets a
+    leading apostrophe (OWASP CSV injection advice)."""
+    if not isinstance(value, str):
+        return value
+    text = _CONTROL.sub("", value)
+    if len(text) > CELL_CHARS:
+        text = text[: CELL_CHARS - 1] + "…"
+    if text.lstrip(" \u3000\xa0").startswith(FORMULA_STARTS) or text.startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
 
 
 def _cell(value: object) -> object:
@@ -30,6 +41,10 @@ def _cell(value: object) -> object:
     if isinstance(value, date):
         return value.strftime("%d-%m-%Y")
     return neutralize(value)
+
+
+def _xlsx_text(value: object) -> object:
+    return _ESCAPE.sub(r"_x005F_\1", value) if isinstance(value, str) else value
 
 
 def error_rows(plan: ImportPlan) -> tuple[list[str], list[list]]:
@@ -65,8 +80,8 @@ def error_report_xlsx(plan: ImportPlan) -> bytes:
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Fejl")
     sheet.append(header)
-    for row in rows:
-        sheet.append([None if v == "" else _cell(v) for v in row])
+    for row in rows:  # "_x0041_" in text would be read back as "A" (or a control character): escape the "_"
+        sheet.append([None if v == "" else _xlsx_text(_cell(v)) for v in row])
     out = io.BytesIO()
     workbook.save(out)
     return out.getvalue()

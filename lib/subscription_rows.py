@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from itertools import islice, repeat
@@ -16,8 +16,11 @@ from pathlib import Path
 
 from lib.cvr import InvalidCVR, validate_cvr
 from lib.excel_reader import (
+    UNREADABLE,
+    CellError,
     HeaderSpec,
     SheetTable,
+    cell_name,
     is_blank,
     map_headers,
     read_first_row,
@@ -73,8 +76,12 @@ _INTERVAL_LOOKUP = {alias: name for name, aliases in INTERVALS.items() for alias
 _STATUS_LOOKUP = {alias: name for name, aliases in STATUSES.items() for alias in aliases}
 TOTAL_WORDS = {"i alt", "ialt", "total", "totalt", "sum", "i alt:", "total:", "sum:"}
 
-MAX_QUANTITY = 2_147_483_647
+MAX_QUANTITY = 2_147_483_647  # int32
+MAX_CUSTOMER_NUMBER = 2_147_483_647
 MAX_PRICE = Decimal("9999999999.99")  # NUMERIC(12, 2)
+FIRST_DATE, LAST_DATE = date(1900, 1, 1), date(2200, 12, 31)
+MAX_TEXT = {"customer_name": 200, "external_id": 100, "product": 200, "sku": 100, "note": 2000}
+ECHO_CHARS = 100  # cell text quoted in a message is cut to this
 _SAFE_PRICE = 9999999999.99  # a float strictly inside rounds to at most MAX_PRICE (NaN is never inside)
 CENT = Decimal("0.01")
 EXCEL_EPOCH = date(1899, 12, 30)
@@ -121,6 +128,34 @@ class ParsedExport:
 
 # --- cell parsers: each returns the stored value or raises RowProblem ------------------------------------------
 
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_NUMBER_CHARS = 60  # no real price or quantity is written with more characters
+
+
+def shown(value: object) -> str:
+    """A cell as a message quotes it: repr, cut to ECHO_CHARS characters."""
+    if value.__class__ is float and value.is_integer() and abs(value) < 1e16:
+        value = int(value)
+    text = repr(value.strip() if isinstance(value, str) else value)
+    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 1] + "…"
+
+
+def check_cell(value: object, label: str, max_length: int | None = None) -> None:
+    """What no column accepts: Excel error cells, NaN and infinity, NUL and other control characters, and
+    (with `max_length`) text longer than its column holds. Every column's parser starts here."""
+    if value.__class__ is CellError:
+        if value == UNREADABLE:
+            raise RowProblem(f"{label} cannot be read (a number or date far out of range)")
+        raise RowProblem(f"{label} is an Excel error ({value})")
+    if value.__class__ is float and (value != value or value in (float("inf"), float("-inf"))):
+        raise RowProblem(f"{label} is not a number ({value})")
+    if value.__class__ is str:
+        if _CONTROL.search(value):
+            raise RowProblem(f"{label} {shown(value)} contains a control character (such as NUL)")
+        if max_length is not None and len(value.strip()) > max_length:
+            raise RowProblem(f"{label} is {len(value.strip()):,} characters long, more than {max_length:,}")
+
+
 def _text(value: object) -> str | None:
     if value is None or value == "":
         return None
@@ -141,6 +176,12 @@ _DMY = re.compile(r"^(\d{1,2})[-./](\d{1,2})[-./](\d{4})$")
 _YMD = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
 
 
+def _in_window(day: date, label: str, shown_as: str) -> date:
+    if not FIRST_DATE <= day <= LAST_DATE:
+        raise RowProblem(f"{label} {shown_as} is outside {FIRST_DATE.year}–{LAST_DATE.year}")
+    return day
+
+
 @lru_cache(maxsize=8192)
 def _parse_date_text(text: str, label: str) -> date:
     text = text.strip()
@@ -150,28 +191,35 @@ def _parse_date_text(text: str, label: str) -> date:
         match = _YMD.match(text.split(" ")[0].split("T")[0])
         parts = (int(match.group(1)), int(match.group(2)), int(match.group(3))) if match else None
     if parts is None:
-        raise RowProblem(f"{label} {text!r} is not a date (use dd-mm-yyyy, dd.mm.yyyy, dd/mm/yyyy or yyyy-mm-dd)")
+        raise RowProblem(f"{label} {shown(text)} is not a date (use dd-mm-yyyy, dd.mm.yyyy, dd/mm/yyyy or yyyy-mm-dd)")
     try:
-        return date(*parts)
+        day = date(*parts)
     except ValueError:
-        raise RowProblem(f"{label} {text!r} is not a valid date") from None
+        raise RowProblem(f"{label} {shown(text)} is not a valid date") from None
+    return _in_window(day, label, shown(text))
 
 
 def parse_date(value: object, label: str = "date") -> date | None:
-    """A real Excel date, an Excel serial number, or text in dd-mm-yyyy, dd.mm.yyyy, dd/mm/yyyy, yyyy-mm-dd."""
+    """A real Excel date, an Excel serial number, or text in dd-mm-yyyy, dd.mm.yyyy, dd/mm/yyyy, yyyy-mm-dd;
+    1900–2200 only."""
     if value is None or value == "":
         return None
+    check_cell(value, label)
     if isinstance(value, datetime):
-        return value.date()
+        return _in_window(value.date(), label, danish_date(value))
     if isinstance(value, date):
-        return value
+        return _in_window(value, label, danish_date(value))
+    if isinstance(value, time):  # what Excel serial 0 (or a bare time) in a date-formatted cell reads as
+        raise RowProblem(f"{label} is the time {value.strftime('%H:%M')} without a day (an Excel date of 0?)")
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if value == 0:
+            raise RowProblem(f"{label} is 0, which is no day (an empty date written as 0?)")
         if 1 <= value < 2958466 and float(value).is_integer():
-            return EXCEL_EPOCH + timedelta(days=int(value))
-        raise RowProblem(f"{label} {value!r} is not a date")
+            return _in_window(EXCEL_EPOCH + timedelta(days=int(value)), label, shown(value))
+        raise RowProblem(f"{label} {shown(value)} is not a date")
     if isinstance(value, str):
         return _parse_date_text(value, label) if value.strip() else None
-    raise RowProblem(f"{label} {value!r} is not a date")
+    raise RowProblem(f"{label} {shown(value)} is not a date")
 
 
 _CURRENCY = re.compile(r"(?i)\s*(kr\.?|dkk|,-)\s*")
@@ -203,22 +251,23 @@ def parse_number_text(text: str) -> Decimal:
 def parse_number(value: object, label: str) -> Decimal | None:
     if value is None or value == "":
         return None
+    check_cell(value, label)
     if isinstance(value, bool):
         raise RowProblem(f"{label} {value!r} is not a number")
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise RowProblem(f"{label} is not a number")
         return Decimal(repr(value))
     if isinstance(value, str):
         if not value.strip():
             return None
+        if len(value.strip()) > _NUMBER_CHARS:
+            raise RowProblem(f"{label} {shown(value)} is not a number")
         try:
             return parse_number_text(value.strip())
-        except ValueError:
-            raise RowProblem(f"{label} {value.strip()!r} is not a number") from None
-    raise RowProblem(f"{label} {value!r} is not a number")
+        except (ValueError, ArithmeticError):
+            raise RowProblem(f"{label} {shown(value)} is not a number") from None
+    raise RowProblem(f"{label} {shown(value)} is not a number")
 
 
 def parse_quantity(value: object) -> int:
@@ -227,43 +276,53 @@ def parse_quantity(value: object) -> int:
         raise RowProblem("quantity is empty")
     if number < 0:
         raise RowProblem(f"quantity {_plain(number)} is negative")
+    if number > MAX_QUANTITY:  # before any arithmetic: 1e999999999 would overflow it
+        raise RowProblem(f"quantity {_plain(number)} is too large (at most {MAX_QUANTITY:,})")
     if number != number.to_integral_value():
         raise RowProblem(f"quantity {_plain(number)} is not a whole number")
-    if number > MAX_QUANTITY:
-        raise RowProblem(f"quantity {_plain(number)} is too large")
     return int(number)
 
 
 def parse_price(value: object) -> Decimal | None:
-    if value.__class__ is float and -_SAFE_PRICE < value < _SAFE_PRICE:  # the common case, without the detours
+    """A unit price of NUMERIC(12, 2), not negative, rounded to øre."""
+    if value.__class__ is float and 0 <= value < _SAFE_PRICE:  # the common case, without the detours
         return Decimal(float.__repr__(value)).quantize(CENT, ROUND_HALF_UP)
     number = parse_number(value, "unit price")
     if number is None:
         return None
+    if abs(number) > MAX_PRICE:  # before quantize, which cannot hold 1e26 in 28 digits
+        raise RowProblem(f"unit price {_plain(number)} is too large (at most {MAX_PRICE:,})")
     number = number.quantize(CENT, rounding=ROUND_HALF_UP)
-    if abs(number) > MAX_PRICE:
-        raise RowProblem(f"unit price {_plain(number)} is too large")
+    if number < 0:
+        raise RowProblem(f"unit price {_plain(number)} is negative")
     return number
 
 
 def _plain(number: Decimal) -> str:
-    return format(number.normalize(), "f")
+    """A number as a message shows it: plain digits when short, else scientific, cut to ECHO_CHARS."""
+    try:
+        number = number.normalize()
+    except ArithmeticError:  # beyond the context's exponent range (1e999999999): shown as it came
+        pass
+    text = format(number, "f") if abs(number.adjusted()) < 15 else format(number, "E")
+    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 1] + "…"
 
 
 def parse_customer_number(value: object) -> int | None:
     if value is None or value == "":
         return None
-    if isinstance(value, float) and value.is_integer() and value >= 1:
+    check_cell(value, "customer number")
+    if isinstance(value, float) and value.is_integer() and 1 <= value <= MAX_CUSTOMER_NUMBER:
         return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_CUSTOMER_NUMBER:
         return value
     text = str(value).strip().replace(" ", "")
     if text.endswith(".0"):
         text = text[:-2]
     if not text:
         return None
-    if not text.isdigit() or int(text) < 1 or len(text) > 18:
-        raise RowProblem(f"customer number {str(value).strip()!r} is not a whole number")
+    if not text.isdigit() or len(text) > 10 or not 1 <= int(text) <= MAX_CUSTOMER_NUMBER:
+        raise RowProblem(f"customer number {shown(value)} is not a whole number from 1 to {MAX_CUSTOMER_NUMBER:,}")
     return int(text)
 
 
@@ -276,11 +335,13 @@ def _cvr_text(text: str) -> str:
 
 
 def parse_cvr(value: object) -> str | None:
+    check_cell(value, "CVR number", 40)
     text = _text(value)
     return None if text is None else _cvr_text(text)
 
 
 def _lookup(value: object, table: dict[str, str], default: str, label: str, allowed: str) -> str:
+    check_cell(value, label, 60)
     text = _text(value)
     if text is None:
         return default
@@ -288,7 +349,7 @@ def _lookup(value: object, table: dict[str, str], default: str, label: str, allo
     if found is None:
         found = table.get(" ".join(text.casefold().replace(".", " ").split()))
     if found is None:
-        raise RowProblem(f"unknown {label} {text!r} (use {allowed})")
+        raise RowProblem(f"unknown {label} {shown(text)} (use {allowed})")
     return found
 
 
@@ -326,92 +387,73 @@ def _is_total_row(cells: list, product_column: int) -> bool:
     return any(isinstance(c, str) and c.strip().casefold() in TOTAL_WORDS for c in cells)
 
 
-_OPTIONAL_PARSERS = {"unit_price": parse_price, "billing_interval": parse_interval,
-                     "status": parse_status}
+def _text_parser(label: str, max_length: int) -> Callable[[object], str | None]:
+    def parse(value: object) -> str | None:
+        if value.__class__ is not str or _CONTROL.search(value) or len(value) > max_length:
+            check_cell(value, label, max_length)
+        return _text(value)
+
+    parse.max_length = max_length  # type: ignore[attr-defined] - the column fast path checks the same bound
+    return parse
 
 
-def _parse_valid_row(row_number: int, get: dict) -> SubscriptionRow:
-    """The fast path for a row that breaks no rule; any RowProblem sends it to `parse_row`'s full check."""
-    result = SubscriptionRow(row_number)
-    number = parse_customer_number(get["customer_number"]) if "customer_number" in get else None
-    cvr = parse_cvr(get["cvr"]) if "cvr" in get else None
-    name = _text(get["customer_name"]) if "customer_name" in get else None
-    if number is None and cvr is None and name is None:
-        raise RowProblem("no customer")
-    result.customer_number, result.cvr, result.customer_name = number, cvr, name
-    product = _text(get["product"])
-    start = parse_date(get["start_date"], "start date")
-    if product is None or start is None:
-        raise RowProblem("missing")
-    values = {"product": product, "quantity": parse_quantity(get["quantity"]), "start_date": start}
-    for name_, parser in _OPTIONAL_PARSERS.items():
-        if name_ in get:
-            values[name_] = parser(get[name_])
-    for name_ in ("external_id", "sku", "note"):
-        if name_ in get:
-            values[name_] = _text(get[name_])
-    if "end_date" in get:
-        end = values["end_date"] = parse_date(get["end_date"], "end date")
-        if end is not None and end < start:
-            raise RowProblem("end before start")
-    result.values = {f: values[f] for f in SUBSCRIPTION_FIELDS if f in values}
-    return result
+def _start_date(value: object) -> date | None:
+    return parse_date(value, "start date")
+
+
+def _end_date(value: object) -> date | None:
+    return parse_date(value, "end date")
+
+
+# the one rule per column: every cell of a mapped column goes through its parser, in bulk or row by row
+_COLUMN_PARSERS: dict[str, Callable[[object], object]] = {
+    "customer_number": parse_customer_number, "cvr": parse_cvr,
+    "customer_name": _text_parser("customer name", MAX_TEXT["customer_name"]),
+    "external_id": _text_parser("subscription id", MAX_TEXT["external_id"]),
+    "product": _text_parser("product", MAX_TEXT["product"]), "sku": _text_parser("SKU", MAX_TEXT["sku"]),
+    "quantity": parse_quantity, "unit_price": parse_price, "billing_interval": parse_interval,
+    "start_date": _start_date, "end_date": _end_date, "status": parse_status,
+    "note": _text_parser("note", MAX_TEXT["note"]),
+}
 
 
 def parse_row(row_number: int, cells: list, mapping: dict[str, int]) -> SubscriptionRow:
-    """Validate one data row; a row that breaks rules gets every reason in `error`, joined by '; '."""
+    """Validate one data row: the rules of each column, then of the row. A row that breaks rules gets every
+    reason in `error`, each naming its Excel cell ("G7: quantity -2 is negative"), joined by '; '."""
     width = len(cells)
     get = {name: (cells[col] if col < width else None) for name, col in mapping.items()}
-    try:
-        return _parse_valid_row(row_number, get)
-    except RowProblem:
-        pass
-    result = SubscriptionRow(row_number)
+    parsed: dict[str, object] = {}
     problems: list[str] = []
-    values = result.values
-
-    def attempt(name: str, parser):
-        if name not in get:
-            return None
+    if all(v.__class__ is CellError and v == UNREADABLE for v in get.values()):
+        result = SubscriptionRow(row_number, error=f"row {row_number} cannot be read: one of its cells holds a "
+                                                   "number or date far out of range", cells=get)
+        result.values = dict.fromkeys((f for f in SUBSCRIPTION_FIELDS if f in mapping), None)
+        return result
+    for name, col in mapping.items():
         try:
-            return parser(get[name])
+            parsed[name] = _COLUMN_PARSERS[name](get[name])
         except RowProblem as exc:
-            problems.append(str(exc))
-            return None
-
-    result.customer_number = attempt("customer_number", parse_customer_number)
-    result.cvr = attempt("cvr", parse_cvr)
-    result.customer_name = attempt("customer_name", _text)
-    if result.customer_number is None and result.cvr is None and result.customer_name is None and not problems:
+            problems.append(f"{cell_name(row_number, col)}: {exc}")
+            parsed[name] = _PROBLEM
+    customer = [parsed.get(k) for k in CUSTOMER_KEYS]
+    if all(v is None for v in customer):
         problems.append("no customer number, CVR or customer name")
-    if "external_id" in get:
-        values["external_id"] = _text(get["external_id"])
-    values["product"] = _text(get["product"])
-    if values["product"] is None:
-        problems.append("product is empty")
-    if "sku" in get:
-        values["sku"] = _text(get["sku"])
-    values["quantity"] = attempt("quantity", parse_quantity)
-    if "unit_price" in get:
-        values["unit_price"] = attempt("unit_price", parse_price)
-    if "billing_interval" in get:
-        values["billing_interval"] = attempt("billing_interval", parse_interval)
-    start = attempt("start_date", lambda v: parse_date(v, "start date"))
-    if start is None and "start_date" in get and not any(p.startswith("start date") for p in problems):
-        problems.append("start date is empty")
-    values["start_date"] = start
-    if "end_date" in get:
-        end = attempt("end_date", lambda v: parse_date(v, "end date"))
-        values["end_date"] = end
-        if end is not None and start is not None and end < start:
-            problems.append(f"end date {danish_date(end)} is before start date {danish_date(start)}")
-    if "status" in get:
-        values["status"] = attempt("status", parse_status)
-    if "note" in get:
-        values["note"] = _text(get["note"])
+    if parsed["product"] is None:
+        problems.append(f"{cell_name(row_number, mapping['product'])}: product is empty")
+    start = parsed["start_date"]
+    if start is None:
+        problems.append(f"{cell_name(row_number, mapping['start_date'])}: start date is empty")
+    end = parsed.get("end_date")
+    if end.__class__ is date and start.__class__ is date and end < start:
+        problems.append(f"{cell_name(row_number, mapping['end_date'])}: end date {danish_date(end)} is before "
+                        f"start date {danish_date(start)}")
+    result = SubscriptionRow(row_number)
     if problems:
         result.error = "; ".join(problems)
         result.cells = get
+    keep = {name: (None if value is _PROBLEM else value) for name, value in parsed.items()}
+    result.customer_number, result.cvr, result.customer_name = (keep.get(k) for k in CUSTOMER_KEYS)
+    result.values = {f: keep[f] for f in SUBSCRIPTION_FIELDS if f in keep}
     return result
 
 
@@ -422,7 +464,8 @@ _CACHE_LIMIT = 200_000  # distinct cells remembered per column (subscription ids
 
 def _shareable(kinds: set[type], distinct: set) -> bool:
     """Whether equal cells may share one parse: True == 1 == 1.0 and -0.0 == 0.0 may not."""
-    return not (bool in kinds or (int in kinds and float in kinds) or (float in kinds and 0.0 in distinct))
+    return not (bool in kinds or (int in kinds and float in kinds) or (float in kinds and 0.0 in distinct)
+                or CellError in kinds)
 
 
 class _ColumnParser:
@@ -431,10 +474,11 @@ class _ColumnParser:
     prices), remembering them costs more than parsing, so after a chunk that shows it, cells are parsed as
     they come. Text is only stripped, which is cheaper than looking it up."""
 
-    __slots__ = ("chunks", "direct", "kinds", "parsed", "parser")
+    __slots__ = ("chunks", "direct", "kinds", "parsed", "parser", "text_limit")
 
     def __init__(self, parser: Callable[[object], object]):
         self.parser = parser
+        self.text_limit: int | None = getattr(parser, "max_length", None)
         self.parsed: dict = {}
         self.kinds: set[type] = set()
         self.direct = False
@@ -442,7 +486,8 @@ class _ColumnParser:
 
     def __call__(self, values: list | tuple) -> list:
         kinds = set(map(type, values))
-        if self.parser is _text and kinds == {str}:
+        if self.text_limit is not None and kinds == {str} and max(map(len, values)) <= self.text_limit and (
+                _CONTROL.search("".join(values)) is None):  # the usual text chunk: only strip it
             return [value.strip() or None for value in values]
         if self.direct:
             return [self._one(value) for value in values]
@@ -469,22 +514,6 @@ class _ColumnParser:
             return self.parser(value)
         except RowProblem:
             return _PROBLEM
-
-
-def _start_date(value: object) -> date | None:
-    return parse_date(value, "start date")
-
-
-def _end_date(value: object) -> date | None:
-    return parse_date(value, "end date")
-
-
-_COLUMN_PARSERS: dict[str, Callable[[object], object]] = {
-    "customer_number": parse_customer_number, "cvr": parse_cvr, "customer_name": _text, "external_id": _text,
-    "product": _text, "sku": _text, "quantity": parse_quantity, "unit_price": parse_price,
-    "billing_interval": parse_interval, "start_date": _start_date, "end_date": _end_date, "status": parse_status,
-    "note": _text,
-}
 
 
 def _is_data(product: object) -> bool:

@@ -80,11 +80,11 @@ def test_messy_sample_second_sheet_header_on_row_3_and_row_reasons():
     assert row5.values["unit_price"] == Decimal("1234.50") and row5.values["start_date"] == date(2024, 3, 15)
     errors = {r.row: r.error for r in export.rows if r.error}
     assert errors == {
-        6: "CVR number '29910252' fails the modulus-11 check",
-        7: "quantity -2 is negative",
-        8: "unknown billing interval 'hver uge' (use Måned/monthly, Kvartal/quarterly, Halvår/half-yearly or "
+        6: "C6: CVR number '29910252' fails the modulus-11 check",
+        7: "E7: quantity -2 is negative",
+        8: "G8: unknown billing interval 'hver uge' (use Måned/monthly, Kvartal/quarterly, Halvår/half-yearly or "
            "År/yearly)",
-        9: "end date 01-01-2024 is before start date 01-06-2024",
+        9: "I9: end date 01-01-2024 is before start date 01-06-2024",
     }
 
 
@@ -119,9 +119,9 @@ def test_generated_messy_export(tmp_path):
     assert (two.values["start_date"], two.values["end_date"]) == (date(2024, 2, 3), date(2025, 12, 31))
     assert three.values["billing_interval"] == "monthly" and three.values["status"] == "active"  # defaults
     assert three.values["start_date"] == date(2024, 6, 5) and three.values["quantity"] == 1
-    assert four.error == "quantity is empty"  # a formula is never evaluated; it has no cached value here
-    assert five.error == ("quantity 2.5 is not a whole number; unit price 'abc' is not a number; "
-                          "start date '31-02-2024' is not a valid date")
+    assert four.error == "G8: quantity is empty"  # a formula is never evaluated; it has no cached value here
+    assert five.error == ("G9: quantity 2.5 is not a whole number; H9: unit price 'abc' is not a number; "
+                          "J9: start date '31-02-2024' is not a valid date")
 
 
 def test_header_normalisation_and_danish_numbers():
@@ -256,7 +256,7 @@ def test_equal_cells_of_different_types_are_parsed_apart(tmp_path):
     first, second, third = export.rows
     assert first.error is None and first.values["quantity"] == 1
     assert str(first.values["unit_price"]) == "0.00"
-    assert second.error == "quantity True is not a number"
+    assert second.error == "C3: quantity True is not a number"
     assert str(second.values["unit_price"]) == "-0.00"
     assert third.values["quantity"] == 1 and third.values["unit_price"] == Decimal("2.50")
 

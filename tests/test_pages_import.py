@@ -30,7 +30,7 @@ def test_upload_preview_and_apply(engine):
     assert at.selectbox(key="import_sheet").value == "Abonnementer"  # two sheets: a picker
     errors = at.dataframe[-1].value
     assert list(errors["row"]) == [6, 7, 8, 9]
-    assert "quantity -2 is negative" in list(errors["message"])
+    assert "E7: quantity -2 is negative" in list(errors["message"])
     assert _subscription_count(engine) == 0  # the preview wrote nothing
 
     at.multiselect(key="import_outcomes").set_value(["rejected"]).run()

@@ -92,7 +92,7 @@ def test_messy_sample_name_match_and_rejections(engine):
     _plan, result = import_subscriptions(engine, sample("abonnementer-messy.xlsx"), apply=True, **ADMIN)
     assert (result["rows"], result["created"], result["unmatched"]) == (6, 2, 0)
     assert [e["row"] for e in result["errors"]] == [6, 7, 8, 9]
-    assert result["errors"][0]["message"] == "CVR number '29910252' fails the modulus-11 check"
+    assert result["errors"][0]["message"] .endswith("CVR number '29910252' fails the modulus-11 check")
     stored = subscriptions(engine)
     assert [(s["customer_id"], s["product"], s["unit_price"]) for s in stored] == [
         (ids[1001], "Microsoft 365 Business Basic", Decimal("45.00")),
