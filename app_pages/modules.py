@@ -12,6 +12,7 @@ from lib.modules import (
     modules_dir,
     removal_plan,
     remove_module_data,
+    save_module_settings,
 )
 from ui.session import hub_engine, page_actor
 
@@ -39,6 +40,63 @@ def act(label: str, action, *args) -> None:
     except HubError as exc:
         st.session_state["modules_flash"] = ("error", str(exc))
     st.rerun()
+
+
+def setting_widget(name: str, key: str, entry: dict):
+    """One input for a setting, of its type; disabled (showing its source) when the environment decides."""
+    label = f"{key}" + (f" — {entry['description']}" if entry["description"] else "")
+    help_text = f"locked: {entry['source']} is set in the environment" if entry["locked"] else (
+        f"from {entry['source']}")
+    common = {"key": f"modules_setting_{name}_{key}", "disabled": entry["locked"], "help": help_text}
+    value, kind = entry["value"], entry["type"]
+    if kind == "bool":
+        return st.toggle(label, value=bool(value), **common)
+    if kind in ("int", "float"):
+        number = int if kind == "int" else float
+        return st.number_input(label, value=number(value) if value is not None else None,
+                               min_value=number(entry["min"]) if entry["min"] is not None else None,
+                               max_value=number(entry["max"]) if entry["max"] is not None else None,
+                               step=1 if kind == "int" else None, **common)
+    if kind == "choice":
+        return st.selectbox(label, entry["choices"], index=entry["choices"].index(value)
+                            if value in entry["choices"] else 0, **common)
+    if kind == "secret":
+        return st.text_input(label, value="", type="password", placeholder="set — type to replace" if value
+                             else "not set", **common)
+    return st.text_input(label, value="" if value is None else str(value), **common)
+
+
+def settings_form(r: dict) -> None:
+    """The module's settings: editable ones in a form (validated and saved by lib.modules), the rest listed."""
+    name = r["name"]
+    editable = {k: v for k, v in r["config"].items() if v["editable"]}
+    other = {k: v for k, v in r["config"].items() if not v["editable"]}
+    if editable:
+        with st.form(f"modules_settings_{name}"):
+            st.markdown("**Settings** — saved in the database, in effect on the next rerun; each save can be "
+                        "undone on the Runs page")
+            values = {key: setting_widget(name, key, entry) for key, entry in editable.items()}
+            for key, entry in editable.items():
+                if entry["locked"]:
+                    st.caption(f"🔒 {key} is locked by `{entry['source']}`")
+            if st.form_submit_button("Save settings", key=f"modules_settings_save_{name}"):
+                changed = {k: v for k, v in values.items() if not editable[k]["locked"]
+                           and not (editable[k]["type"] == "secret" and not v)
+                           and (editable[k]["type"] == "secret" or v != editable[k]["value"])}
+                try:
+                    result = save_module_settings(engine, name, changed, me)
+                    st.session_state["modules_flash"] = (
+                        ("success", f"Saved {', '.join(result['changed'])} of {name} (run {result['run_id']}).")
+                        if result["changed"] else ("info", "Nothing changed."))
+                except HubError as exc:
+                    st.session_state["modules_flash"] = ("error", str(exc))
+                for key in editable:  # redraw from what is saved now; a typed secret never stays in the form
+                    st.session_state.pop(f"modules_setting_{name}_{key}", None)
+                st.rerun()
+    if other:
+        st.markdown("**Other config in effect** (secrets masked)")
+        st.dataframe([{"key": k, "value": str(v["value"]), "from": v["source"]} for k, v in other.items()],
+                     hide_index=True)
 
 
 rows = module_report(engine, with_health=True)
@@ -79,9 +137,7 @@ for r in rows:
         if r["pending_migrations"]:
             st.warning(f"Pending migrations: {', '.join(r['pending_migrations'])}")
         if r["config"]:
-            st.markdown("**Config in effect** (secrets masked)")
-            st.dataframe([{"key": k, "value": str(v["value"]), "from": v["source"]} for k, v in r["config"].items()],
-                         hide_index=True)
+            settings_form(r)
         if r["pages"]:
             st.markdown("**Pages:** " + ", ".join(f"{p['title']} ({p['views']} views)" for p in r["pages"]))
         for page, error in r["page_errors"].items():

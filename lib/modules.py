@@ -900,46 +900,61 @@ def validate_setting(spec: Any, value: Any) -> Any:
 
 
 def set_module_setting(engine: Engine, name: str, key: str, value: Any, actor: Actor) -> dict[str, Any]:
-    """Save one setting (admin only) as an audited change in its own run, so `undo RUN` puts it back.
+    """Save one setting; see save_module_settings."""
+    result = save_module_settings(engine, name, {key: value}, actor)
+    return {"run_id": result["run_id"], "key": key, "changed": bool(result["changed"])}
 
-    Refused when an environment variable decides the value (it would win anyway). Returns
-    {run_id, key, changed}; a secret's value is never returned.
+
+def save_module_settings(engine: Engine, name: str, values: dict[str, Any], actor: Actor) -> dict[str, Any]:
+    """Validate every value, then save the ones that differ as one audited run (admin only): `undo RUN`
+    puts them all back. Nothing is saved if one is invalid or locked by the environment (it would win anyway).
+
+    Returns {run_id, changed: [keys]}; a secret's value is never returned nor put in the run's parameters.
     """
     from lib.audit import insert_row, update_row
-    from lib.runs import start_run
+    from lib.runs import job_run
 
     require_role(actor.role, "admin", "change module settings")
     manifest = _manifest_of(name)
     if manifest is None:
         raise InputError(f"no usable module named {name!r} in {modules_dir()}")
-    spec = next((s for s in manifest.settings if s.key == key), None)
-    if spec is None:
-        known = ", ".join(s.key for s in manifest.settings)
-        raise InputError(f"module {name} has no setting {key!r} (settings: {known})")
-    env_name = f"{_env_prefix(name)}{key}"
-    if raw_setting(env_name) is not None:
-        raise InputError(f"setting {key} of {name} is locked: {env_name} is set in the environment (it wins)")
-    clean = validate_setting(spec, value)
-    encoded = json.dumps(clean, ensure_ascii=False)
+    specs = {s.key: s for s in manifest.settings}
+    clean: dict[str, str] = {}
+    problems: list[str] = []
+    for key, value in values.items():
+        spec = specs.get(key)
+        if spec is None:
+            problems.append(f"module {name} has no setting {key!r} (settings: {', '.join(specs)})")
+            continue
+        env_name = f"{_env_prefix(name)}{key}"
+        if raw_setting(env_name) is not None:
+            problems.append(f"setting {key} of {name} is locked: {env_name} is set in the environment (it wins)")
+            continue
+        try:
+            clean[key] = json.dumps(validate_setting(spec, value), ensure_ascii=False)
+        except InputError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise InputError("; ".join(problems))
     with engine.connect() as conn:
-        row = conn.execute(text("SELECT id, value FROM module_settings WHERE module = :m AND key = :k"),
-                           {"m": name, "k": key}).first()
-    if row is not None and row[1] == encoded:
-        return {"run_id": None, "key": key, "changed": False}
-    run = start_run(engine, "module-settings", user=actor.email,
-                    parameters={"module": name, "key": key, **({} if spec.type == "secret" else {"value": clean})})
-    try:
+        rows = {k: (i, v) for i, k, v in conn.execute(
+            text("SELECT id, key, value FROM module_settings WHERE module = :m"), {"m": name})}
+    changed = [k for k, v in clean.items() if k not in rows or rows[k][1] != v]
+    if not changed:
+        return {"run_id": None, "changed": []}
+    shown = {k: ("(secret)" if specs[k].type == "secret" or is_secret(k) else json.loads(clean[k])) for k in changed}
+    with job_run(engine, "module-settings", user=actor.email, dry_run=False,
+                 parameters={"module": name, "values": shown}) as run:
         with write_transaction(engine) as conn:
-            if row is None:
-                insert_row(conn, "module_settings", {"module": name, "key": key, "value": encoded}, run_id=run.id,
-                           user=actor.email)
-            else:
-                update_row(conn, "module_settings", row[0], {"value": encoded}, run_id=run.id, user=actor.email)
-    except BaseException as exc:
-        run.fail(str(exc) or type(exc).__name__)
-        raise
-    run.finish({"module": name, "key": key})
-    return {"run_id": run.id, "key": key, "changed": True}
+            for key in changed:
+                if key in rows:
+                    update_row(conn, "module_settings", rows[key][0], {"value": clean[key]}, run_id=run.id,
+                               user=actor.email)
+                else:
+                    insert_row(conn, "module_settings", {"module": name, "key": key, "value": clean[key]},
+                               run_id=run.id, user=actor.email)
+        run.finish({"module": name, "changed": changed})
+    return {"run_id": run.id, "changed": changed}
 
 
 @contextmanager
@@ -1014,7 +1029,7 @@ def module_report(engine: Engine, *, with_health: bool = False) -> list[dict[str
                        "views": page_rows.get(p.file, {}).get("views", 0)} for p in (m.pages if m else ())],
             "page_views": sum(r["views"] for r in page_rows.values()),
             "page_errors": page_errors,
-            "config": module_config(info.name) if m else {},
+            "config": module_config(info.name, engine=engine) if m else {},
             "warnings": list(m.warnings) if m else [],
             "changed_at": info.state.changed_at if info.state else None,
             "changed_by": info.state.changed_by if info.state else None,
