@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, DateTime, MetaData, Table, Text, select, text
+from sqlalchemy import Column, DateTime, MetaData, Table, Text, case, or_, select, text
 from sqlalchemy.engine import Engine
 
 from lib.errors import InputError
@@ -77,10 +77,13 @@ def record_seen(engine: Engine, person: str, role: str, provider: str, now: date
 
 
 def _end(engine: Engine, person: str, not_before: datetime, how: str, by: str) -> datetime:
-    with engine.begin() as conn:
+    later = or_(sign_ins.c.not_before.is_(None), sign_ins.c.not_before < not_before)
+    with engine.begin() as conn:  # never lowers not_before: that would let an ended session back in
         done = conn.execute(
             sign_ins.update().where(sign_ins.c.person == person)
-            .values(not_before=not_before, ended_how=how, ended_by=by)
+            .values(not_before=case((later, not_before), else_=sign_ins.c.not_before),
+                    ended_how=case((later, how), else_=sign_ins.c.ended_how),
+                    ended_by=case((later, by), else_=sign_ins.c.ended_by))
         ).rowcount
     if not done:
         raise InputError(f"no sign-in recorded for {person!r}: nothing to revoke")
