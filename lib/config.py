@@ -122,6 +122,7 @@ class Settings:
     import_read_memory_mb: int = 2048
     import_read_seconds: int = 120
     http_timeout_seconds: float = 20.0
+    http_wait_budget_seconds: float = 1800.0
     log_level: str = "INFO"
     log_format: str = "keyvalue"
     hub_cli_user: str = "cli"

@@ -21,12 +21,13 @@ from lib.audit import update_row
 from lib.config import Settings, get_settings
 from lib.cvr import normalize_cvr
 from lib.db import write_transaction
-from lib.errors import ConfigError, InputError, ServiceError
+from lib.errors import ConfigError, InputError, RowError, ServiceError
+from lib.http_session import wait_message
 from lib.jobs import job_payload
 from lib.matching import MatchRecord, MatchResult, match_records
 from lib.roles import Actor, require_role
 from lib.runs import job_run
-from lib.vtiger_client import LABELS, CrmAccount, VtigerClient, VtigerError
+from lib.vtiger_client import LABELS, CrmAccount, VtigerClient
 
 KIND = "crm-sync"
 WRITE_BACK_KIND = "crm-write-back"
@@ -79,6 +80,7 @@ class CrmSyncPlan:
     proposals: list[CrmProposal]
     errors: list[dict]
     stopped: str | None = None
+    missing: int = 0  # accounts the CRM counted but the read did not return (hidden by permissions)
 
     @property
     def label(self) -> str:
@@ -173,15 +175,21 @@ def _read_accounts(client: VtigerClient,
     accounts: list[CrmAccount] = []
     cvr_field: str | None = None
     label = f"reading {client.label} accounts"
+
+    def total() -> int:
+        return max(client.accounts_counted or 0, len(accounts))
+
+    if on_progress:
+        client.session.on_wait = lambda seconds, service: on_progress(len(accounts), total(),
+                                                                      wait_message(seconds, service))
     try:
         cvr_field = client.cvr_field()
-        total = _account_count(client)
         if on_progress:
-            on_progress(0, total, label)
+            on_progress(0, 0, label)
         for account in client.iter_accounts():
             accounts.append(account)
             if on_progress and len(accounts) % 100 == 0:
-                on_progress(len(accounts), max(total, len(accounts)), label)
+                on_progress(len(accounts), total(), label)
     except ServiceError as exc:
         return accounts, cvr_field, f"{exc} (after reading {len(accounts)} account(s))"
     if on_progress:
@@ -189,13 +197,11 @@ def _read_accounts(client: VtigerClient,
     return accounts, cvr_field, None
 
 
-def _account_count(client: VtigerClient) -> int:
-    """`count(*)` for the progress bar only; a CRM that cannot count still syncs."""
-    try:
-        rows = client.query_page("SELECT count(*) FROM Accounts;")
-        return int(rows[0].get("count", 0)) if rows else 0
-    except (VtigerError, TypeError, ValueError):
+def _missing(client: VtigerClient, accounts: list[CrmAccount], stopped: str | None) -> int:
+    """How many accounts `count(*)` promised that a complete read did not return (0 when it cannot count)."""
+    if stopped or client.accounts_counted is None:
         return 0
+    return max(0, client.accounts_counted - len(accounts))
 
 
 def plan_crm_sync(engine: Engine, client: VtigerClient, *, on_progress: ProgressCallback | None = None) -> CrmSyncPlan:
@@ -203,11 +209,18 @@ def plan_crm_sync(engine: Engine, client: VtigerClient, *, on_progress: Progress
     source = client.name
     col = id_column(source)
     accounts, cvr_field, stopped = _read_accounts(client, on_progress)
+    missing = _missing(client, accounts, stopped)
     customers = _hub_customers(engine)
     origins = _cvr_origins(engine)
-    planner = _Planner(source, col, accounts, customers, origins, partial=stopped is not None)
+    # an incomplete read cannot tell "account gone" from "account not seen": stored ids are then kept
+    planner = _Planner(source, col, accounts, customers, origins, partial=stopped is not None or missing > 0)
     proposals = planner.decide()
-    return CrmSyncPlan(source, cvr_field, accounts, proposals, planner.errors, stopped)
+    if missing:
+        planner.errors.append({"account_id": None, "customer_id": None, "message": (
+            f"{client.label} counted {client.accounts_counted} accounts but returned {len(accounts)}: {missing} "
+            "missing (hidden from this user by permissions, or changed during the read); stored links to accounts "
+            "not read are kept, not treated as stale")})
+    return CrmSyncPlan(source, cvr_field, accounts, proposals, planner.errors, stopped, missing)
 
 
 class _Planner:
@@ -409,7 +422,7 @@ def apply_crm_sync(engine: Engine, plan: CrmSyncPlan, *, actor: Actor, approved:
         payload = job_payload(run_id=run.id, dry_run=False, errors=errors, stopped=plan.stopped, source=plan.source,
                               **_counts(plan, done_cvr, done_link, chosen_keys))
         stats = {k: payload[k] for k in ("source", *COUNT_KEYS)} | {"approved": len(chosen_keys),
-                                                                      "errors": len(errors)}
+                                                                      "errors": len(errors), "missing": plan.missing}
         if plan.stopped:
             run.stop(plan.stopped, stats)
         else:
@@ -591,7 +604,10 @@ def apply_crm_write_back(engine: Engine, client: VtigerClient, plan: WriteBackPl
     parameters = {"source": plan.source, "cvr_field": plan.cvr_field, "accounts": len(chosen)}
     with job_run(engine, WRITE_BACK_KIND, user=actor.email, dry_run=False, parameters=parameters,
                  on_progress=on_progress) as run:
+        done = 0
+        client.session.on_wait = lambda seconds, service: run.progress(done, len(chosen), wait_message(seconds, service))
         for i, p in enumerate(chosen):
+            done = i
             try:
                 current = client.retrieve(p.account_id)
                 if str(current.get(plan.cvr_field) or "").strip():
@@ -602,6 +618,9 @@ def apply_crm_write_back(engine: Engine, client: VtigerClient, plan: WriteBackPl
                     continue
                 client.update_fields(p.account_id, {plan.cvr_field: p.cvr})
                 written.append(p.account_id)
+            except RowError as exc:  # this account only (deleted or hidden in the CRM): report it, go on
+                errors.append({"account_id": p.account_id, "customer_id": p.customer_id,
+                               "message": f"{p.account_name}: {exc}; nothing written"})
             except ServiceError as exc:
                 stopped = f"{exc} (after writing {len(written)} of {len(chosen)} account(s))"
                 break

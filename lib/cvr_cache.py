@@ -1,4 +1,5 @@
-"""The database cache of cvrapi.dk answers, by query, so the same question never costs quota twice."""
+"""The database cache of cvrapi.dk answers, by query, so the same question never costs quota twice; and the
+count of requests sent per quota day (table cvr_requests), which is what "lookups left today" is based on."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -15,6 +17,34 @@ from lib.db import write_transaction
 
 FOUND = "found"
 NOT_FOUND = "not_found"
+QUOTA_DAY_ZONE = "Europe/Copenhagen"  # cvrapi.dk is Danish: its "per day" is a Danish day
+
+
+def quota_day(now: datetime | None = None) -> str:
+    """Today's date in Denmark (ISO), the key of the daily request count."""
+    try:
+        zone = ZoneInfo(QUOTA_DAY_ZONE)
+    except Exception:  # noqa: BLE001 - no tz database: UTC days are close enough
+        zone = UTC
+    return (now or datetime.now(UTC)).astimezone(zone).date().isoformat()
+
+
+def record_requests(engine: Engine, count: int = 1) -> None:
+    """Add `count` requests sent to cvrapi.dk to today's tally (one atomic upsert; both databases)."""
+    if count <= 0:
+        return
+    with write_transaction(engine) as conn:
+        conn.execute(text(
+            "INSERT INTO cvr_requests (day, requests, last_at) VALUES (:d, :n, :t) "
+            "ON CONFLICT (day) DO UPDATE SET requests = cvr_requests.requests + :n, last_at = :t"
+        ), {"d": quota_day(), "n": int(count), "t": _now()})
+
+
+def requests_today(engine: Engine) -> int:
+    """Requests sent to cvrapi.dk today (Danish day), as far as this database knows."""
+    with engine.connect() as conn:
+        value = conn.execute(text("SELECT requests FROM cvr_requests WHERE day = :d"), {"d": quota_day()}).scalar()
+    return int(value or 0)
 
 
 @dataclass(frozen=True)

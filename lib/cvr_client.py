@@ -8,6 +8,7 @@ raises ConfigError, NOT_FOUND / INVALID_VAT / 404 mean "no match". Answers are c
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -16,9 +17,9 @@ import requests
 
 from lib.config import Settings, get_settings
 from lib.cvr import validate_cvr
-from lib.cvr_cache import FOUND, NOT_FOUND, CvrCache, query_key
+from lib.cvr_cache import FOUND, NOT_FOUND, CvrCache, query_key, record_requests
 from lib.errors import ConfigError, ServiceError, ServiceQuotaError, ServiceUnavailable
-from lib.http_session import json_or_none, make_session, send
+from lib.http_session import json_or_none, label_session, limit_note, make_session, send
 
 SERVICE = "cvrapi.dk"
 NO_MATCH_CODES = {"NOT_FOUND", "INVALID_VAT"}
@@ -125,12 +126,21 @@ def companies_in(body: Any) -> list[CvrCompany]:
 
 
 def check_user_agent(user_agent: str | None) -> str:
-    """The User-Agent, or ConfigError when it is missing or generic (cvrapi.dk bans those)."""
+    """The User-Agent, or ConfigError when it is missing, generic (cvrapi.dk bans those) or not Latin-1
+    (an HTTP header cannot carry it: an en dash pasted from a word processor is the usual culprit)."""
     ua = (user_agent or "").strip()
     if not ua:
         raise ConfigError(
             'CVR_USER_AGENT is not set; cvrapi.dk requires "Company - project - contact", '
             'e.g. "Acme IT ApS - Kundedashboard - Jens Hansen jens@acme.dk"'
+        )
+    bad = next((i for i, ch in enumerate(ua) if ord(ch) > 0xFF), None)
+    if bad is not None:
+        ch = ua[bad]
+        name = unicodedata.name(ch, f"U+{ord(ch):04X}")
+        raise ConfigError(
+            f"CVR_USER_AGENT has {ch!r} ({name}) at position {bad + 1}, which an HTTP header cannot carry "
+            "(only Latin-1 characters can); type a plain hyphen '-' instead of a dash pasted from a word processor"
         )
     if GENERIC_UA.match(ua) or not UA_FORMAT.fullmatch(ua):
         raise ConfigError(
@@ -161,7 +171,8 @@ class CvrClient:
         self._token = token or None
         self.cache = cache
         self.country = country
-        self.session = session or make_session(timeout=timeout, user_agent=self.user_agent)
+        self.session = session or make_session(timeout=timeout, user_agent=self.user_agent, service=SERVICE)
+        label_session(self.session, SERVICE)
         self.session.headers["User-Agent"] = self.user_agent
         self.requests_made = 0
 
@@ -170,7 +181,9 @@ class CvrClient:
         """A client from CVR_* settings; with an engine, answers are cached for CVR_CACHE_DAYS."""
         s = settings or get_settings()
         cache = CvrCache(engine, s.cvr_cache_days) if engine is not None else None
-        return cls(s.cvr_api_url, s.cvr_user_agent, s.cvr_api_token, cache=cache, timeout=s.http_timeout_seconds)
+        return cls(s.cvr_api_url, s.cvr_user_agent, s.cvr_api_token, cache=cache,
+                   session=make_session(timeout=s.http_timeout_seconds, user_agent=check_user_agent(s.cvr_user_agent),
+                                        wait_budget=s.http_wait_budget_seconds, service=SERVICE))
 
     def close(self) -> None:
         self.session.close()
@@ -220,11 +233,16 @@ class CvrClient:
         if self._token:
             params["token"] = self._token
         self.requests_made += 1
-        response = send(self.session, "GET", self.base_url, service=SERVICE, secrets=[self._token], params=params)
-        return classify(response)
+        before = getattr(self.session, "sent", 0)
+        try:
+            response = send(self.session, "GET", self.base_url, service=SERVICE, secrets=[self._token], params=params)
+        finally:
+            if self.cache is not None:  # every request counts against the daily quota, answered or not
+                record_requests(self.cache.engine, max(1, getattr(self.session, "sent", 0) - before))
+        return classify(response, self.user_agent, limit_note(self.session))
 
 
-def classify(response: requests.Response) -> Any:
+def classify(response: requests.Response, user_agent: str = "", note: str = "") -> Any:
     """The JSON body of a match, None for "no match"; raises for every failure class."""
     body = json_or_none(response)
     status = response.status_code
@@ -234,8 +252,10 @@ def classify(response: requests.Response) -> Any:
         if code in NO_MATCH_CODES:
             return None
         if code == "QUOTA_EXCEEDED":
-            raise ServiceQuotaError(f"{SERVICE}: daily lookup quota exceeded (QUOTA_EXCEEDED){detail}; "
-                                    "try again tomorrow or set CVR_API_TOKEN")
+            raise ServiceQuotaError(
+                f"{SERVICE}: daily lookup quota exceeded (QUOTA_EXCEEDED){detail}; cvrapi.dk has also answered this "
+                f'for a User-Agent not in the form "Company - project - contact" (CVR_USER_AGENT is {user_agent!r}), '
+                "so check it; otherwise try again tomorrow or set CVR_API_TOKEN")
         if code == "BANNED":
             raise ServiceQuotaError(f"{SERVICE}: this IP address is banned (BANNED){detail}")
         if code == "INVALID_UA":
@@ -247,7 +267,7 @@ def classify(response: requests.Response) -> Any:
     if status == 404:
         return None
     if status == 429:
-        raise ServiceQuotaError(f"{SERVICE}: rate limited (HTTP 429) after retries")
+        raise ServiceQuotaError(f"{SERVICE}: rate limited (HTTP 429){note}")
     if status in (401, 403):
         raise ServiceQuotaError(f"{SERVICE}: access refused (HTTP {status}); the IP address may be blocked")
     if status >= 500:

@@ -23,7 +23,7 @@ from lib.audit import read_row, update_row
 from lib.company_names import normalize_company_name
 from lib.config import Settings, get_settings
 from lib.cvr_cache import FOUND as CACHE_FOUND
-from lib.cvr_cache import CvrCache, query_key
+from lib.cvr_cache import CvrCache, query_key, requests_today
 from lib.cvr_client import CvrClient, CvrCompany, check_user_agent, companies_in
 from lib.db import write_transaction
 from lib.errors import ConfigError, InputError, ServiceError, ServiceQuotaError
@@ -112,7 +112,8 @@ def make_client(engine: Engine, settings: Settings | None = None) -> CvrClient:
     s = settings or get_settings()
     client = CvrClient(
         s.cvr_api_url, s.cvr_user_agent, s.cvr_api_token, cache=CvrCache(engine, s.cvr_cache_days),
-        timeout=s.http_timeout_seconds, session=make_session(timeout=s.http_timeout_seconds, retries=0),
+        timeout=s.http_timeout_seconds,
+        session=make_session(timeout=s.http_timeout_seconds, retries=0, wait_budget=0, service="cvrapi.dk"),
     )
     return client
 
@@ -139,7 +140,8 @@ def _day_start_utc(now: datetime | None = None) -> tuple[datetime, str]:
 
 
 def quota_status(engine: Engine, settings: Settings | None = None) -> QuotaStatus:
-    """Requests that reached cvrapi.dk today (every answer is cached, so today's cache rows), and whether it refused us."""
+    """Requests sent to cvrapi.dk today (lib.cvr_cache.requests_today; at least today's cache rows), and whether it
+    refused us."""
     s = settings or get_settings()
     start, day = _day_start_utc()
     with engine.connect() as conn:
@@ -150,7 +152,8 @@ def quota_status(engine: Engine, settings: Settings | None = None) -> QuotaStatu
         marked = conn.execute(
             text("SELECT 1 FROM cvr_cache WHERE query_key = :k"), {"k": QUOTA_MARK + day}
         ).first() is not None
-    return QuotaStatus(int(used), None if s.cvr_api_token else FREE_LOOKUPS_PER_DAY, marked)
+    used = max(int(used), requests_today(engine))
+    return QuotaStatus(used, None if s.cvr_api_token else FREE_LOOKUPS_PER_DAY, marked)
 
 
 def _mark_quota_exhausted(cache: CvrCache | None) -> None:

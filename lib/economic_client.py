@@ -1,4 +1,9 @@
-"""Client for the e-conomic REST API (read-only): `/self` and every customer, paged by `nextPage`."""
+"""Client for the e-conomic REST API (read-only): `/self` and every customer, paged by `nextPage`.
+
+A page that times out is not asked again at the same size: the page size is halved (1000 → 500 → 250 →
+125, the offset stays a whole number of pages) and the rest of the read keeps the smaller size. Read
+timeouts are therefore not retried by the session; 429 is waited out within HTTP_WAIT_BUDGET_SECONDS.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,20 @@ import requests
 from lib.config import Settings, get_settings
 from lib.cvr import normalize_cvr
 from lib.errors import ConfigError, ServiceAuthError, ServiceError, ServiceQuotaError, ServiceUnavailable
-from lib.http_session import ServiceNotFound, json_or_none, make_session, redact, send
+from lib.http_session import (
+    ServiceNotFound,
+    ServiceTimeout,
+    json_or_none,
+    label_session,
+    limit_note,
+    make_session,
+    redact,
+    send,
+)
 
 SERVICE = "e-conomic"
 PAGE_SIZE = 1000
+MIN_PAGE_SIZE = 125  # halving from 1000 stops here; each size divides the one before, so offsets stay pages
 MAX_PAGES = 10_000  # a guard against a server that keeps answering with a nextPage
 
 
@@ -115,7 +130,8 @@ class EconomicClient:
         self.base_url = base_url.rstrip("/")
         self._secrets = (app_secret_token, agreement_grant_token)
         self.page_size = page_size
-        self.session = session or make_session(timeout=timeout)
+        self.session = session or make_session(timeout=timeout, read_retries=0, service=SERVICE)
+        label_session(self.session, SERVICE)
         self.session.headers.update({
             "X-AppSecretToken": app_secret_token,
             "X-AgreementGrantToken": agreement_grant_token,
@@ -125,10 +141,12 @@ class EconomicClient:
         self.requests_made = 0
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> EconomicClient:
+    def from_settings(cls, settings: Settings | None = None, *,
+                      session: requests.Session | None = None) -> EconomicClient:
         s = settings or get_settings()
         return cls(s.economic_api_url, s.economic_app_secret_token, s.economic_agreement_grant_token,
-                   timeout=s.http_timeout_seconds)
+                   session=session or make_session(timeout=s.http_timeout_seconds, read_retries=0,
+                                        wait_budget=s.http_wait_budget_seconds, service=SERVICE))
 
     def close(self) -> None:
         self.session.close()
@@ -145,13 +163,25 @@ class EconomicClient:
         return self._get(f"{self.base_url}/self")
 
     def iter_customers(self) -> Iterator[EconomicCustomer]:
-        """Every customer, page by page (pagesize 1000, following `nextPage`), each customerNumber once."""
+        """Every customer, page by page (pagesize 1000, following `nextPage`), each customerNumber once.
+
+        A page that times out is asked again at half the size, down to MIN_PAGE_SIZE (see the module doc).
+        """
         seen: set[int] = set()
         url: str | None = f"{self.base_url}/customers"
         params: dict[str, Any] | None = {"skippages": 0, "pagesize": self.page_size}
-        pages = 0
+        size, offset, pages = self.page_size, 0, 0
         while url and pages < MAX_PAGES:
-            body = self._get(url, params)
+            try:
+                body = self._get(url, params)
+            except ServiceTimeout as exc:
+                if size <= MIN_PAGE_SIZE or size % 2:
+                    raise ServiceTimeout(f"{exc} even for {size} customers per page; raise HTTP_TIMEOUT_SECONDS "
+                                         f"(now {self.session_timeout():g} s)") from None
+                size //= 2
+                self.page_size = size
+                url, params = f"{self.base_url}/customers", {"skippages": offset // size, "pagesize": size}
+                continue
             pages += 1
             for item in body.get("collection") or []:
                 if not isinstance(item, dict) or item.get("customerNumber") is None:
@@ -160,6 +190,7 @@ class EconomicClient:
                 if customer.customer_number not in seen:
                     seen.add(customer.customer_number)
                     yield customer
+            offset += size
             next_page = (body.get("pagination") or {}).get("nextPage")
             url, params = (self._same_origin(next_page), None) if next_page and next_page != url else (None, None)
 
@@ -174,6 +205,9 @@ class EconomicClient:
             return None
 
     # internals
+    def session_timeout(self) -> float:
+        return float(getattr(self.session, "timeout", 0) or 0)
+
     def _same_origin(self, link: str) -> str:
         """Follow a link, but only to our own base URL: tokens are never sent to another host."""
         base, target = urlsplit(self.base_url), urlsplit(link)
@@ -197,7 +231,8 @@ class EconomicClient:
         if status == 404:
             raise ServiceNotFound(f"{SERVICE}: not found (HTTP 404): {message}")
         if status == 429:
-            raise ServiceQuotaError(f"{SERVICE}: rate limited (HTTP 429) after retries: {message}")
+            raise ServiceQuotaError(f"{SERVICE}: rate limited (HTTP 429){limit_note(self.session)}: {message}")
         if status >= 500:
-            raise ServiceUnavailable(f"{SERVICE}: service error (HTTP {status}) after retries: {message}")
+            raise ServiceUnavailable(f"{SERVICE}: service error (HTTP {status}) after retries"
+                                     f"{limit_note(self.session)}: {message}")
         raise ServiceError(f"{SERVICE}: request refused (HTTP {status}): {message}")

@@ -1,56 +1,191 @@
-"""One `requests.Session` per outside service: keep-alive, a timeout on every call, retries with backoff."""
+"""One `requests.Session` per outside service: keep-alive, a timeout on every call, rate-limit-aware retries.
+
+Two layers, each doing what it is good at:
+- urllib3's `Retry` (on the adapter) retries connection failures and 500/502/504 a few times with
+  jittered exponential backoff, for idempotent methods only (a POST that reached the server may have
+  been processed).
+- `ServiceSession.request` handles rate limits, which urllib3 cannot: it reads `Retry-After`,
+  `X-FloodControl-*` and `X-RateLimit-*`, pauses *before* a request when the window is used up, retries
+  429/503 (also a POST: the server said it did not process it) with jittered backoff when no header says
+  how long, and spends a per-job wait budget instead of counting tries. Every wait is reported through
+  `session.on_wait(seconds, service)` so a job can show "waiting for vTiger's rate limit, 42 s".
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import random
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
-from lib.errors import ServiceError, ServiceQuotaError, ServiceUnavailable
+from lib.errors import ConfigError, ServiceError, ServiceQuotaError, ServiceUnavailable
 
-RETRY_STATUSES = (429, 500, 502, 503, 504)
+SERVER_ERROR_STATUSES = (500, 502, 504)  # urllib3 Retry, idempotent methods only
+LIMIT_STATUSES = (429, 503)  # "not processed, come back later": ServiceSession, every method
 DEFAULT_RETRIES = 3
-DEFAULT_BACKOFF = 0.5
-# A Retry-After longer than this is a block, not a hiccup: give up and report instead of sleeping.
-MAX_RETRY_AFTER_SECONDS = 30.0
+DEFAULT_BACKOFF = 0.5  # urllib3 backoff factor for 5xx
+DEFAULT_WAIT_BUDGET = 1800.0  # HTTP_WAIT_BUDGET_SECONDS
+LIMIT_BACKOFF = 1.0  # first wait for a 429/503 that says nothing about how long; doubles, with jitter
+LIMIT_BACKOFF_CAP = 60.0  # most per-minute windows have refilled after this
+MAX_LIMIT_ATTEMPTS = 200  # a guard against a server that keeps asking for zero-second waits
+WAIT_REPORT_EVERY = 5.0  # seconds between on_wait reports during one long wait
+EPOCH_THRESHOLD = 1_000_000_000  # a Reset value above this is a Unix time, below it a number of seconds
+
+WaitCallback = Callable[[float, str], None]
 
 
 class ServiceNotFound(ServiceError):
     """The record asked for does not exist at the service."""
 
 
-class _Retry(Retry):
-    """urllib3 Retry that gives up (returns the response) when Retry-After asks for too long a wait."""
-
-    give_up_after: float = MAX_RETRY_AFTER_SECONDS
-
-    def new(self, **kw: Any) -> _Retry:
-        fresh = super().new(**kw)
-        fresh.give_up_after = self.give_up_after
-        return fresh
-
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
-        if response is not None and self.respect_retry_after_header:
-            wait = self.get_retry_after(response)
-            if wait is not None and wait > self.give_up_after:
-                raise MaxRetryError(_pool, url, "Retry-After too long")
-        return super().increment(method, url, response, error, _pool, _stacktrace)
+class ServiceTimeout(ServiceUnavailable):
+    """No answer within the timeout (a caller may retry with a smaller request)."""
 
 
-class TimeoutSession(requests.Session):
-    """A Session whose every request carries a timeout unless the caller gives one."""
+def _header(response: requests.Response, *names: str) -> str | None:
+    for name in names:
+        value = response.headers.get(name)
+        if value not in (None, ""):
+            return value
+    return None
 
-    def __init__(self, timeout: float) -> None:
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class ServiceSession(requests.Session):
+    """A Session with a default timeout that paces itself by the service's rate-limit headers.
+
+    `wait_budget` seconds of waiting are allowed over the session's life (one job); a wait that does not
+    fit is not started and the refusal is returned to the caller. `sleep` and `clock` are injectable.
+    """
+
+    def __init__(
+        self,
+        timeout: float,
+        *,
+        service: str = "",
+        wait_budget: float = DEFAULT_WAIT_BUDGET,
+        limit_backoff: float = LIMIT_BACKOFF,
+        limit_backoff_cap: float = LIMIT_BACKOFF_CAP,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__()
         self.timeout = timeout
+        self.service = service
+        self.wait_budget = max(0.0, float(wait_budget))
+        self.limit_backoff = limit_backoff
+        self.limit_backoff_cap = limit_backoff_cap
+        self.on_wait: WaitCallback | None = None
+        self.waited = 0.0  # seconds spent waiting for rate limits so far
+        self.waits = 0
+        self.sent = 0  # requests that went out, urllib3's retries included
+        self.gave_up: str | None = None  # why the last refusal was passed on instead of waited out
+        self._sleep, self._clock, self._wall = sleep, clock, wall_clock
+        self._not_before = 0.0  # clock time the window reopens, from X-FloodControl-* / X-RateLimit-*
+        self._jitter = random.Random()
+
+    @property
+    def budget_left(self) -> float:
+        return max(0.0, self.wait_budget - self.waited)
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
-        return super().request(method, url, *args, **kwargs)
+        self.gave_up = None
+        attempt = 0
+        while True:
+            pause = self._not_before - self._clock()
+            if pause > 0 and pause <= self.budget_left:
+                self._wait(pause)
+            try:
+                response = super().request(method, url, *args, **kwargs)
+            except requests.RequestException:
+                self.sent += 1
+                raise
+            history = getattr(getattr(response.raw, "retries", None), "history", None) or ()
+            self.sent += 1 + len(history)
+            self._note_window(response)
+            if response.status_code not in LIMIT_STATUSES:
+                return response
+            wait = self._limit_wait(response, attempt)
+            if self.wait_budget <= 0 or wait > self.budget_left or attempt >= MAX_LIMIT_ATTEMPTS:
+                if attempt >= MAX_LIMIT_ATTEMPTS:
+                    self.gave_up = f"refused {attempt + 1} times in a row"
+                elif self.wait_budget <= 0:
+                    self.gave_up = "this call does not wait for rate limits"
+                else:
+                    self.gave_up = f"asked to wait {wait:.0f} s with {self.budget_left:.0f} s of the wait budget left"
+                return response
+            response.close()
+            self._wait(wait)
+            attempt += 1
+
+    def limit_note(self) -> str:
+        """A clause for an error message: how long we waited and why we stopped."""
+        parts = []
+        if self.waited:
+            parts.append(f"waited {self.waited:.0f} s in total")
+        if self.gave_up:
+            parts.append(self.gave_up)
+        if not parts:
+            return ""
+        return " (" + "; ".join(parts) + f"; the wait budget is HTTP_WAIT_BUDGET_SECONDS={self.wait_budget:g})"
+
+    # internals
+    def _limit_wait(self, response: requests.Response, attempt: int) -> float:
+        """Seconds to wait before retrying a 429/503: Retry-After, else the window's reset, else backoff."""
+        retry_after = _header(response, "Retry-After")
+        if retry_after is not None:
+            try:
+                return max(0.0, Retry().parse_retry_after(retry_after.strip()))
+            except InvalidHeader:
+                pass  # unreadable: fall through to the window headers or backoff
+        reset = self._reset_seconds(response)
+        if reset is not None:
+            return reset
+        half = min(self.limit_backoff_cap, self.limit_backoff * (2 ** attempt)) / 2
+        return half + self._jitter.uniform(0, half)
+
+    def _reset_seconds(self, response: requests.Response) -> float | None:
+        value = _number(_header(response, "X-FloodControl-Reset", "X-RateLimit-Reset", "RateLimit-Reset"))
+        if value is None:
+            return None
+        if value > EPOCH_THRESHOLD:
+            value -= self._wall()
+        return max(0.0, value)
+
+    def _note_window(self, response: requests.Response) -> None:
+        """Remember when the window reopens once it is used up, so the next call waits instead of being refused."""
+        remaining = _number(_header(response, "X-FloodControl-Remaining", "X-RateLimit-Remaining",
+                                    "RateLimit-Remaining"))
+        if remaining is None or remaining > 0:
+            return
+        reset = self._reset_seconds(response)
+        if reset is not None:
+            self._not_before = self._clock() + reset
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep `seconds`, reporting the time left through on_wait every few seconds."""
+        self.waits += 1
+        left = seconds
+        while left > 0:
+            if self.on_wait is not None:
+                self.on_wait(left, self.service or "the service")
+            step = min(left, WAIT_REPORT_EVERY)
+            self._sleep(step)
+            self.waited += step
+            left -= step
 
 
 def make_session(
@@ -58,35 +193,53 @@ def make_session(
     timeout: float = 20.0,
     user_agent: str | None = None,
     retries: int = DEFAULT_RETRIES,
+    read_retries: int | None = None,
     backoff: float = DEFAULT_BACKOFF,
     retry_methods: Iterable[str] = ("GET", "HEAD", "PUT", "DELETE", "OPTIONS"),
-    max_retry_after: float = MAX_RETRY_AFTER_SECONDS,
-) -> TimeoutSession:
-    """A Session that retries 429/5xx with exponential backoff, honouring Retry-After up to a cap.
+    wait_budget: float = DEFAULT_WAIT_BUDGET,
+    service: str = "",
+    limit_backoff: float | None = None,
+) -> ServiceSession:
+    """A ServiceSession; urllib3 retries connection failures and 500/502/504 `retries` times with jittered
+    exponential backoff, for `retry_methods` only. `read_retries` (default `retries`) covers read timeouts.
 
-    After the last retry the final response is returned (not raised), so each client can turn
-    the service's own error body into a message.
+    `backoff=0` also makes the 429/503 backoff zero (tests). The final response is returned, not raised,
+    so each client can turn the service's own error body into a message.
     """
-    retry = _Retry(
+    retry = Retry(
         total=retries,
         connect=retries,
-        read=retries,
+        read=retries if read_retries is None else read_retries,
         status=retries,
+        other=0,
         backoff_factor=backoff,
-        status_forcelist=RETRY_STATUSES,
+        backoff_jitter=backoff / 2 if backoff else 0.0,
+        backoff_max=30.0,
+        status_forcelist=SERVER_ERROR_STATUSES,
         allowed_methods=frozenset(m.upper() for m in retry_methods),
-        respect_retry_after_header=True,
+        respect_retry_after_header=False,  # 429/503 and their headers belong to ServiceSession
         raise_on_status=False,
         raise_on_redirect=False,
     )
-    retry.give_up_after = max_retry_after
-    session = TimeoutSession(timeout)
+    session = ServiceSession(timeout, service=service, wait_budget=wait_budget,
+                             limit_backoff=(LIMIT_BACKOFF if backoff else 0.0) if limit_backoff is None
+                             else limit_backoff)
     adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=8)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     if user_agent:
         session.headers["User-Agent"] = user_agent
     return session
+
+
+def label_session(session: requests.Session, service: str) -> None:
+    """Name the service on a ServiceSession that was built without one (used in wait reports)."""
+    if isinstance(session, ServiceSession) and not session.service:
+        session.service = service
+
+
+def limit_note(session: requests.Session) -> str:
+    return session.limit_note() if isinstance(session, ServiceSession) else ""
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
@@ -110,13 +263,16 @@ def send(
     try:
         return session.request(method, url, **kwargs)
     except requests.Timeout:
-        raise ServiceUnavailable(f"{service}: no answer within the timeout") from None
+        raise ServiceTimeout(f"{service}: no answer within the timeout") from None
     except requests.exceptions.RetryError:
         raise ServiceQuotaError(f"{service}: still refused after retries") from None
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"{service}: a header value has a character that HTTP cannot carry "
+                          f"({exc.object[exc.start:exc.end]!r}); only Latin-1 characters can be sent") from None
     except requests.ConnectionError as exc:
         reason = redact(_root_reason(exc), secrets)
         if "Timeout" in reason:
-            raise ServiceUnavailable(f"{service}: no answer within the timeout") from None
+            raise ServiceTimeout(f"{service}: no answer within the timeout") from None
         raise ServiceUnavailable(f"{service}: cannot connect ({reason})") from None
     except requests.RequestException as exc:
         reason = redact(type(exc).__name__, secrets)
@@ -148,3 +304,9 @@ def json_or_none(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+
+def wait_message(seconds: float, service: str) -> str:
+    """The progress line for a rate-limit wait: "waiting for vTiger's rate limit, 42 s"."""
+    return f"waiting for {service}'s rate limit, {max(1, round(seconds))} s"

@@ -1,8 +1,12 @@
 """Client for the vTiger webservice (`{URL}/webservice.php`), used for vTiger and for Simply-CRM.
 
 getchallenge → login with md5(token + access key); one re-login when the session expires; VTQL
-paged with `ORDER BY id LIMIT offset,100` until an empty page (a short page is not the last: rows
-the user may not see are dropped after the LIMIT). Errors arrive as HTTP 200 with `success: false`.
+paged with `ORDER BY id LIMIT offset,100`. Rows the user may not see are dropped after the LIMIT, so a
+short or even empty page is not the last while `count(*)` says more remain. Errors arrive as HTTP 200
+with `success: false`. ACCESS_DENIED / RECORD_NOT_FOUND on one record (vTiger 8 answers ACCESS_DENIED for
+a deleted record) is a RecordUnavailable (a RowError: skip that account, go on); only getchallenge/login
+failures are authentication errors. Values are used as the server sends them: it already decodes HTML
+entities, and decoding again would turn a stored "&amp;" into "&" (and write that back on update).
 """
 
 from __future__ import annotations
@@ -18,16 +22,18 @@ import requests
 
 from lib.config import Settings, get_settings
 from lib.cvr import normalize_cvr
-from lib.errors import ConfigError, ServiceAuthError, ServiceError, ServiceQuotaError, ServiceUnavailable
-from lib.http_session import ServiceNotFound, json_or_none, make_session, redact, send
+from lib.errors import ConfigError, RowError, ServiceAuthError, ServiceError, ServiceQuotaError, ServiceUnavailable
+from lib.http_session import json_or_none, label_session, limit_note, make_session, redact, send
 
 PAGE_SIZE = 100  # the webservice clamps LIMIT to 100
 MAX_PAGES = 100_000
 SESSION_CODES = {"INVALID_SESSIONID", "SESSION_EXPIRED", "SESSION_LEFT_IDLE"}
 AUTH_CODES = {"INVALID_USER_CREDENTIALS", "AUTHENTICATION_FAILURE", "AUTHENTICATION_REQUIRED",
               "INVALID_AUTH_TOKEN", "ACCESSKEY_UNDEFINED", "ACCESS_DENIED"}
-NOT_FOUND_CODES = {"RECORD_NOT_FOUND"}
-UNSUPPORTED_CODES = {"UNKNOWN_OPERATION", "OPERATION_NOT_SUPPORTED"}
+RECORD_CODES = {"RECORD_NOT_FOUND", "ACCESS_DENIED"}  # on an operation about one record: that record only
+RECORD_OPERATIONS = {"retrieve", "update", "revise", "delete"}
+NOT_A_REPLY = "NOT_A_WEBSERVICE_REPLY"  # a PHP error page instead of JSON (what real vTiger gives unknown ops)
+UNSUPPORTED_CODES = {"UNKNOWN_OPERATION", "OPERATION_NOT_SUPPORTED", NOT_A_REPLY}
 LABELS = {"vtiger": "vTiger", "simplycrm": "Simply-CRM"}
 
 
@@ -45,9 +51,11 @@ class VtigerAuthError(ServiceAuthError):
         self.code = code
 
 
-class VtigerNotFound(ServiceNotFound):
-    def __init__(self, message: str, code: str = "") -> None:
-        super().__init__(message)
+class RecordUnavailable(RowError):
+    """One record cannot be read or written (deleted, or not visible to this user): skip it, report it."""
+
+    def __init__(self, message: str, code: str = "", *, key: str | None = None) -> None:
+        super().__init__(message, key=key)
         self.code = code
 
 
@@ -67,11 +75,6 @@ class CrmAccount:
     city: str | None = None
     country: str | None = None
     fields: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
-
-
-def decode_values(record: dict[str, Any]) -> dict[str, Any]:
-    """HTML entities decoded in every string value (some installs return `&amp;` and friends)."""
-    return {k: html.unescape(v) if isinstance(v, str) else v for k, v in record.items()}
 
 
 def parse_error(error: Any) -> tuple[str, str]:
@@ -133,13 +136,16 @@ class VtigerClient:
         self._cvr_field_known = False
         self.supports_revise = supports_revise
         self.session = session or make_session(timeout=timeout)
+        label_session(self.session, self.label)
         self.session_name: str | None = None
         self.user_id: str | None = None
         self.requests_made = 0
         self.logins = 0
+        self.accounts_counted: int | None = None
 
     @classmethod
-    def from_settings(cls, source: str = "vtiger", settings: Settings | None = None) -> VtigerClient:
+    def from_settings(cls, source: str = "vtiger", settings: Settings | None = None, *,
+                      session: requests.Session | None = None) -> VtigerClient:
         """A client for `source` "vtiger" (revise on) or "simplycrm" (retrieve + update: revise is undocumented)."""
         if source not in LABELS:
             raise ConfigError(f"unknown CRM source {source!r}; use vtiger or simplycrm")
@@ -147,7 +153,9 @@ class VtigerClient:
         return cls(
             getattr(s, f"{source}_url"), getattr(s, f"{source}_username"), getattr(s, f"{source}_access_key"),
             name=source, cvr_field=getattr(s, f"{source}_cvr_field"),
-            supports_revise=True if source == "vtiger" else False, timeout=s.http_timeout_seconds,
+            supports_revise=True if source == "vtiger" else False,
+            session=session or make_session(timeout=s.http_timeout_seconds, wait_budget=s.http_wait_budget_seconds,
+                                            service=LABELS[source]),
         )
 
     def close(self) -> None:
@@ -174,23 +182,28 @@ class VtigerClient:
         if status in (401, 403):
             raise VtigerAuthError(f"{self.label}: access refused (HTTP {status})")
         if status == 429:
-            raise ServiceQuotaError(f"{self.label}: rate limited (HTTP 429) after retries")
+            raise ServiceQuotaError(f"{self.label}: rate limited (HTTP 429){limit_note(self.session)}")
         if status >= 500:
-            raise ServiceUnavailable(f"{self.label}: service error (HTTP {status}) after retries")
+            raise ServiceUnavailable(f"{self.label}: service error (HTTP {status}) after retries"
+                                     f"{limit_note(self.session)}")
         if status == 404:
             raise ServiceError(f"{self.label}: no webservice at {self.endpoint} (HTTP 404); check {self.name.upper()}_URL")
         body = json_or_none(response)
         if not isinstance(body, dict) or "success" not in body:
-            raise ServiceError(f"{self.label}: unexpected answer to {operation} (HTTP {status}, not a webservice reply)")
+            raise VtigerError(f"{self.label}: unexpected answer to {operation} (HTTP {status}, not a webservice "
+                              "reply)", NOT_A_REPLY)
         if body.get("success") in (True, "true", 1):
             return body.get("result")
         code, message = parse_error(body.get("error"))
         message = redact(message, [self._access_key])
         text = f"{self.label}: {operation} failed: {message} ({code})"
+        record_id = _record_id(operation, params)
+        if code in RECORD_CODES and record_id:
+            raise RecordUnavailable(f"{self.label}: account {record_id} cannot be read or changed: it was deleted "
+                                    f"or this user may not see it ({operation}: {message}, {code})", code,
+                                    key=record_id)
         if code in AUTH_CODES:
             raise VtigerAuthError(text, code)
-        if code in NOT_FOUND_CODES:
-            raise VtigerNotFound(text, code)
         raise VtigerError(text, code)
 
     def login(self) -> None:
@@ -228,19 +241,36 @@ class VtigerClient:
 
     # operations
     def query_page(self, vtql: str) -> list[dict[str, Any]]:
-        """One VTQL query as given (must end with `;`), values HTML-decoded."""
+        """One VTQL query as given (must end with `;`), values as the server sent them."""
         result = self.call("GET", "query", {"query": vtql})
         if not isinstance(result, list):
             raise ServiceError(f"{self.label}: query returned {type(result).__name__}, not a list")
-        return [decode_values(r) for r in result if isinstance(r, dict)]
+        return [r for r in result if isinstance(r, dict)]
 
-    def query_all(self, select: str, page_size: int = PAGE_SIZE) -> Iterator[dict[str, Any]]:
-        """Every row of `select` ("SELECT * FROM Accounts [WHERE ...]", no ORDER BY/LIMIT/;), each id once."""
+    def count(self, select: str) -> int | None:
+        """`count(*)` for `select` ("SELECT * FROM Accounts [WHERE ...]"); None when the CRM cannot count."""
+        _, _, rest = select.strip().rstrip(";").partition(" FROM ")
+        try:
+            rows = self.query_page(f"SELECT count(*) FROM {rest};")
+            return int(rows[0].get("count")) if rows else None
+        except (VtigerError, TypeError, ValueError):
+            return None
+
+    def query_all(self, select: str, page_size: int = PAGE_SIZE,
+                  expected: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every row of `select` ("SELECT * FROM Accounts [WHERE ...]", no ORDER BY/LIMIT/;), each id once.
+
+        Paging stops at an empty page only once the offset has passed `expected` (the count): rows hidden by
+        permissions are dropped after the LIMIT, so a whole page can come back empty while more remain.
+        """
         seen: set[str] = set()
         offset = 0
         for _ in range(MAX_PAGES):
             rows = self.query_page(f"{select.rstrip().rstrip(';')} ORDER BY id LIMIT {offset},{page_size};")
+            offset += page_size
             if not rows:
+                if expected is not None and offset < expected:
+                    continue
                 return
             for row in rows:
                 row_id = str(row.get("id", ""))
@@ -248,7 +278,6 @@ class VtigerClient:
                     continue
                 seen.add(row_id)
                 yield row
-            offset += page_size
 
     def describe(self, element_type: str = "Accounts") -> dict[str, Any]:
         result = self.call("GET", "describe", {"elementType": element_type})
@@ -257,11 +286,11 @@ class VtigerClient:
         return result
 
     def retrieve(self, record_id: str) -> dict[str, Any]:
-        """The full record; VtigerNotFound when it does not exist."""
+        """The full record; RecordUnavailable when it was deleted or cannot be seen."""
         result = self.call("GET", "retrieve", {"id": record_id})
         if not isinstance(result, dict):
             raise ServiceError(f"{self.label}: retrieve returned no record")
-        return decode_values(result)
+        return result
 
     def cvr_field(self) -> str | None:
         """The Accounts field holding the CVR: *_CVR_FIELD, else the first whose label contains "CVR"."""
@@ -296,9 +325,10 @@ class VtigerClient:
         )
 
     def iter_accounts(self) -> Iterator[CrmAccount]:
-        """Every account (all fields), paged until an empty page."""
+        """Every account (all fields); `accounts_counted` is the CRM's count(*) (None if it cannot count)."""
         self.cvr_field()  # resolve before paging, so a describe failure stops us early
-        for record in self.query_all("SELECT * FROM Accounts"):
+        self.accounts_counted = self.count("SELECT * FROM Accounts")
+        for record in self.query_all("SELECT * FROM Accounts", expected=self.accounts_counted):
             yield self.to_account(record)
 
     def update_fields(self, record_id: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -309,7 +339,7 @@ class VtigerClient:
                 result = self.call("POST", "revise", {"element": json.dumps({**values, "id": record_id})})
                 if self.supports_revise is None:
                     self.supports_revise = True
-                return decode_values(result) if isinstance(result, dict) else {}
+                return result if isinstance(result, dict) else {}
             except VtigerError as exc:
                 if exc.code not in UNSUPPORTED_CODES or self.supports_revise is True:
                     raise
@@ -318,4 +348,17 @@ class VtigerClient:
         current.update(values)
         current["id"] = record_id
         result = self.call("POST", "update", {"element": json.dumps(current)})
-        return decode_values(result) if isinstance(result, dict) else {}
+        return result if isinstance(result, dict) else {}
+
+
+def _record_id(operation: str, params: dict[str, Any]) -> str | None:
+    """The record an operation is about (retrieve/delete `id`, update/revise `element.id`), else None."""
+    if operation not in RECORD_OPERATIONS:
+        return None
+    if params.get("id"):
+        return str(params["id"])
+    try:
+        element = json.loads(params.get("element") or "{}")
+    except ValueError:
+        return None
+    return str(element["id"]) if isinstance(element, dict) and element.get("id") else None

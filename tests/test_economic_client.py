@@ -106,15 +106,17 @@ def test_500_on_one_page_is_retried(sim, client):
 
 def test_persistent_500_reports_the_service_message(sim, client):
     sim.customers = _many(10)
-    sim.inject(503, times=10)
-    with pytest.raises(ServiceUnavailable, match="HTTP 503.*An error occurred"):
+    sim.inject(500, times=10)
+    with pytest.raises(ServiceUnavailable, match="HTTP 500.*An error occurred"):
         client.list_customers()
 
 
-def test_rate_limit_past_retries_is_quota_error(sim, client):
-    sim.inject(429, times=10, retry_after=0)
-    with pytest.raises(ServiceQuotaError, match="429"):
+def test_rate_limit_past_the_wait_budget_is_quota_error(sim, client):
+    sim.inject(429, times=10, retry_after=3600)  # more than the whole wait budget: not waited at all
+    started = time.monotonic()
+    with pytest.raises(ServiceQuotaError, match="429.*HTTP_WAIT_BUDGET_SECONDS"):
         client.self_info()
+    assert time.monotonic() - started < 5 and sim.request_count == 1
 
 
 @pytest.mark.parametrize("secret, grant", [(None, "g"), ("s", None), ("", ""), (None, None)])

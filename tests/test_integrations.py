@@ -27,7 +27,9 @@ def test_sandbox_settings_make_every_connection_test_green(sandbox):
     for service in ("cvr", "economic", "vtiger", "simplycrm"):
         ok, message = test_connection(service)
         assert ok, message
-    assert sandbox.cvrapi.request_count == 1 and sandbox.economic.counts["/self"] == 1
+    assert sandbox.cvrapi.request_count == 1 and sandbox.cvrapi.requests[0].path == "/"
+    assert sandbox.cvrapi.used == {}  # no lookup of the 50 a day spent
+    assert sandbox.economic.counts["/self"] == 1
     assert sandbox.vtiger.counts["login"] == 1 and sandbox.simplycrm.counts["login"] == 1
 
 
@@ -60,9 +62,31 @@ def test_refused_credentials_show_the_problem_not_the_secret(sandbox, monkeypatc
     assert not ok and "401" in message and "wrong-grant-xyz" not in message
     ok, message = test_connection("vtiger")
     assert not ok and "INVALID_USER_CREDENTIALS" in message and "wrong-key-xyz" not in message
-    sandbox.cvrapi.quota = 0
+    monkeypatch.setenv("CVR_USER_AGENT", "BMC Networks ApS – BMC Hub – Anna anna@bmc.dk")  # en dashes
     ok, message = test_connection("cvr")
-    assert not ok and "QUOTA_EXCEEDED" in message
+    assert not ok and "EN DASH" in message and "Latin-1" in message
+    assert sandbox.cvrapi.request_count == 0
+
+
+def test_connection_tests_never_retry_or_wait(sandbox):
+    """doctor runs these from cron: a refusal is reported at once, with one request, not waited out."""
+    sandbox.vtiger.inject(429, times=5)  # no Retry-After: a job would back off; a test does not
+    sandbox.economic.inject(503, times=5, retry_after=1)
+    sandbox.simplycrm.inject(500, times=5)
+    for service, sim in (("vtiger", sandbox.vtiger), ("economic", sandbox.economic),
+                         ("simplycrm", sandbox.simplycrm)):
+        ok, message = test_connection(service)
+        assert not ok and sim.request_count == 1, message
+
+
+def test_doctor_spends_no_cvr_lookup(sandbox):
+    from lib.config import get_settings
+    from lib.doctor import check_integrations
+
+    checks = {c.name: c for c in check_integrations(get_settings())}
+    assert checks["integration:cvr"].status == "ok", checks["integration:cvr"].message
+    assert "No lookup spent" in checks["integration:cvr"].message
+    assert sandbox.cvrapi.used == {} and not sandbox.cvrapi.counts["vat"]
 
 
 def test_page_shows_services_and_tests_connections(sandbox):
@@ -74,7 +98,10 @@ def test_page_shows_services_and_tests_connections(sandbox):
     at.button(key="test_economic").click().run()
     assert [s.value for s in at.success] and "agreement" in at.success[0].value
     at.button(key="test_simplycrm").click().run()
-    assert "logged in" in at.success[0].value
+    shown = [s.value for s in at.success]  # both results stay on the page, each under its service
+    assert len(shown) == 2 and "agreement" in shown[0] and "logged in" in shown[1]
+    at.button(key="test_all").click().run()
+    assert len(at.success) == 4 and not at.error
 
 
 def test_page_shows_the_exact_problem_when_unconfigured():

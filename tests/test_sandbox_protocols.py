@@ -232,8 +232,13 @@ def test_vtiger_errors_are_http_200_envelopes(vt):
     assert r.status_code == 200
     assert r.json() == {"success": False, "error": {"code": "INVALID_SESSIONID",
                                                      "message": "Session Identifier provided is Invalid"}}
+    r = requests.get(vt.endpoint, params={"operation": "frobnicate"})  # real vTiger 8.2: a PHP error, no JSON
+    assert r.status_code == 200 and "Fatal error" in r.text and not r.text.lstrip().startswith("{")
+    vt.unknown_operation = "json"  # the documented envelope, for installs that give it
     r = requests.get(vt.endpoint, params={"operation": "frobnicate"})
     assert r.status_code == 200 and r.json()["error"]["code"] == "UNKNOWN_OPERATION"
+    r = requests.get(vt.endpoint, params={"operation": "getchallenge", "username": "nobody"})
+    assert r.json()["error"] == {"code": "ACCESS_DENIED", "message": "username does not exists"}
     r = requests.get(vt.endpoint, params={"operation": "query", "query": "SELECT * FROM Accounts;"})
     assert r.json()["error"]["code"] == "AUTHENTICATION_REQUIRED"
 
@@ -279,6 +284,28 @@ def test_vtiger_hidden_rows_dropped_after_limit(vt):
     session = _login(vt)
     assert len(_q(vt, session, "SELECT * FROM Accounts ORDER BY id LIMIT 0,100;")["result"]) == 99
     assert len(_q(vt, session, "SELECT * FROM Accounts ORDER BY id LIMIT 100,100;")["result"]) == 100
+    assert _q(vt, session, "SELECT count(*) FROM Accounts;")["result"] == [{"count": "200"}]  # SQL count: all rows
+
+
+def test_vtiger_flood_control_headers_and_429(vt):
+    """vTiger Cloud: X-FloodControl-* on every reply; once the window is used up, 429 without Retry-After."""
+    vt.flood_limit, vt.flood_window = 3, 60
+    answers = [requests.get(vt.endpoint, params={"operation": "getchallenge", "username": vt.username})
+               for _ in range(4)]
+    assert [r.status_code for r in answers] == [200, 200, 200, 429]
+    assert [r.headers["X-FloodControl-Remaining"] for r in answers] == ["2", "1", "0", "0"]
+    assert answers[0].headers["X-FloodControl-MinuteLimit"] == "3"
+    assert 0 < int(answers[3].headers["X-FloodControl-Reset"]) <= 60 and "Retry-After" not in answers[3].headers
+    vt.flood_headers = False
+    bare = requests.get(vt.endpoint, params={"operation": "getchallenge", "username": vt.username})
+    assert bare.status_code == 429 and not any(h.startswith("X-FloodControl") for h in bare.headers)
+
+
+def test_economic_token_bucket_429_without_retry_after(eco):
+    eco.bucket_size, eco.bucket_refill_per_second = 2, 0.001
+    answers = [_eco_get(eco, "/self") for _ in range(3)]
+    assert [r.status_code for r in answers] == [200, 200, 429]
+    assert "Retry-After" not in answers[2].headers and answers[2].json()["httpStatusCode"] == 429
 
 
 def test_vtiger_describe_and_retrieve(vt):
@@ -291,6 +318,10 @@ def test_vtiger_describe_and_retrieve(vt):
     assert cvr_field["name"] == "cf_853" and {"name", "label", "mandatory", "type"} <= set(cvr_field)
     rec = requests.get(vt.endpoint, params={"operation": "retrieve", "sessionName": session, "id": "11x42"}).json()
     assert rec["result"]["cf_853"] == make_cvr(1)
+    missing = requests.get(vt.endpoint, params={"operation": "retrieve", "sessionName": session, "id": "11x9"})
+    assert missing.json()["error"] == {"code": "ACCESS_DENIED",  # vTiger 8.2 for a deleted or unknown record
+                                       "message": "Permission to perform the operation is denied"}
+    vt.missing_record_code = "RECORD_NOT_FOUND"
     missing = requests.get(vt.endpoint, params={"operation": "retrieve", "sessionName": session, "id": "11x9"})
     assert missing.json()["error"]["code"] == "RECORD_NOT_FOUND"
 
@@ -310,6 +341,7 @@ def test_simply_mode_rejects_revise_and_error_styles():
     with VtigerSimulator(mode="simply") as s:
         s.accounts = [make_account(1, "A")]
         session = _login(s)
+        s.unknown_operation = "json"
         r = requests.post(s.endpoint, data={"operation": "revise", "sessionName": session,
                                             "element": '{"id": "11x1", "email1": "b@example.dk"}'})
         assert r.status_code == 200 and r.json()["error"]["code"] == "UNKNOWN_OPERATION"

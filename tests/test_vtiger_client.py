@@ -9,9 +9,10 @@ import pytest
 from lib.config import Settings
 from lib.cvr import make_cvr
 from lib.errors import ConfigError, ServiceAuthError, ServiceError, ServiceQuotaError, ServiceUnavailable
-from lib.http_session import ServiceNotFound, make_session
+from lib.errors import RowError
+from lib.http_session import make_session
 from lib.sandbox import VtigerSimulator, make_account
-from lib.vtiger_client import VtigerClient, VtigerError, parse_error
+from lib.vtiger_client import RecordUnavailable, VtigerAuthError, VtigerClient, VtigerError, parse_error
 
 
 @pytest.fixture
@@ -27,7 +28,8 @@ def simply():
 
 
 def _client(sim: VtigerSimulator, **kw) -> VtigerClient:
-    return VtigerClient(sim.url, sim.username, sim.access_key, session=make_session(backoff=0), **kw)
+    kw.setdefault("session", make_session(backoff=0))
+    return VtigerClient(sim.url, sim.username, sim.access_key, **kw)
 
 
 @pytest.fixture
@@ -42,13 +44,14 @@ def _accounts(n: int) -> list[dict]:
 
 
 def test_login_and_paging_until_empty_page(sim, client):
-    """250 accounts: describe, then pages 0/100/200 and the empty page at 300; GET ops as query strings."""
+    """250 accounts: describe, count(*), then pages 0/100/200 and the empty page at 300; GET ops as query strings."""
     sim.accounts = _accounts(250)
     accounts = list(client.iter_accounts())
-    assert len(accounts) == 250 and accounts[0].cvr == make_cvr(1)
+    assert len(accounts) == 250 and accounts[0].cvr == make_cvr(1) and client.accounts_counted == 250
     assert sim.counts["getchallenge"] == 1 and sim.counts["login"] == 1
     queries = [r.query["query"] for r in sim.requests if r.label == "query"]
-    assert queries == [f"SELECT * FROM Accounts ORDER BY id LIMIT {o},100;" for o in (0, 100, 200, 300)]
+    assert queries == ["SELECT count(*) FROM Accounts;",
+                       *(f"SELECT * FROM Accounts ORDER BY id LIMIT {o},100;" for o in (0, 100, 200, 300))]
     login = next(r for r in sim.requests if r.label == "login")
     assert login.method == "POST" and "accessKey" in login.form and not login.query.get("accessKey")
     assert login.form["accessKey"] != sim.access_key  # md5(token + key), never the key itself
@@ -60,8 +63,22 @@ def test_short_page_that_is_not_the_last(sim, client):
     sim.hidden_ids = {"11x5", "11x17", "11x60"}
     ids = [a.id for a in client.iter_accounts()]
     assert len(ids) == 147 and "11x150" in ids
-    assert sim.counts["query"] == 3
+    assert sim.counts["query"] == 4  # count, two pages, the empty page
 
+
+def test_a_whole_page_hidden_does_not_end_the_read(sim, client):
+    """Page 100..199 is entirely hidden: it comes back empty, but count(*) says more remain, so paging goes on."""
+    sim.accounts = _accounts(350)
+    sim.hidden_ids = {f"11x{i}" for i in range(101, 201)}
+    ids = [a.id for a in client.iter_accounts()]
+    assert len(ids) == 250 and "11x350" in ids and "11x150" not in ids
+    assert client.accounts_counted == 350  # the SQL count includes rows the user may not see
+
+
+def test_without_a_count_an_empty_page_ends_the_read(sim, client):
+    sim.accounts = _accounts(5)
+    assert len(list(client.query_all("SELECT * FROM Accounts"))) == 5
+    assert client.count("SELECT * FROM Nonsense WHERE") is None
 
 def test_expired_session_mid_paging_relogins_once(sim, client):
     sim.accounts = _accounts(350)  # 5 queries: pages at 0..300 and the empty page at 400
@@ -112,17 +129,26 @@ def test_parse_error_shapes():
     assert parse_error(None)[0] == "UNKNOWN_ERROR"
 
 
-def test_cvr_field_found_by_label_and_entities_decoded(sim, client):
+def test_cvr_field_found_by_label_and_values_used_as_sent(sim, client):
+    """vTiger decodes entities itself: a literal "&amp;" stored in the CRM stays "&amp;" (never decoded twice)."""
     sim.cvr_field = "cf_991"
     sim.cvr_label = "CVR nr."
-    sim.entity_encode = True
     sim.accounts = [make_account(42, "Møller & Søn Tømrerfirma A/S", cvr=make_cvr(3), cvr_field="cf_991",
-                                 bill_city="Ærøskøbing")]
+                                 bill_city="Ærøskøbing", description="Bøg &amp; Co")]
     [account] = list(client.iter_accounts())
     assert client.cvr_field() == "cf_991"
     assert account.name == "Møller & Søn Tømrerfirma A/S" and account.city == "Ærøskøbing"
+    assert account.fields["description"] == "Bøg &amp; Co"
     assert account.cvr == make_cvr(3) and account.id == "11x42"
     assert sim.counts["describe"] == 1
+
+
+def test_simply_update_keeps_a_literal_entity(simply):
+    """retrieve + full update writes back exactly what was read: "&amp;" is not turned into "&"."""
+    simply.accounts = [make_account(7, "Bøg &amp; Co ApS", cvr="")]
+    with _client(simply, supports_revise=False) as c:
+        c.update_fields("11x7", {"cf_853": make_cvr(7)})
+    assert simply.accounts[0]["accountname"] == "Bøg &amp; Co ApS" and simply.accounts[0]["cf_853"] == make_cvr(7)
 
 
 def test_configured_cvr_field_skips_describe(sim):
@@ -168,7 +194,10 @@ def test_simply_retrieve_and_full_update(simply):
     assert simply.counts["revise"] == 0 and simply.counts["retrieve"] == 1 and simply.counts["update"] == 1
 
 
-def test_auto_mode_falls_back_when_revise_is_unknown(simply):
+@pytest.mark.parametrize("style", ["php", "json"])
+def test_auto_mode_falls_back_when_revise_is_unknown(simply, style):
+    """Real vTiger answers an unknown operation with a PHP error page (no JSON): the fallback must see that too."""
+    simply.unknown_operation = style
     simply.accounts = [make_account(7, "A", cvr=""), make_account(8, "B", cvr="")]
     with _client(simply, supports_revise=None) as c:
         c.update_fields("11x7", {"cf_853": make_cvr(7)})
@@ -179,14 +208,31 @@ def test_auto_mode_falls_back_when_revise_is_unknown(simply):
 
 def test_revise_forced_on_simply_fails_clearly(simply):
     simply.accounts = [make_account(7, "A")]
-    with _client(simply, supports_revise=True) as c, pytest.raises(VtigerError) as err:
+    with _client(simply, supports_revise=True) as c, pytest.raises(VtigerError, match="not a webservice reply") as err:
         c.update_fields("11x7", {"cf_853": "x"})
-    assert err.value.code == "UNKNOWN_OPERATION"
+    assert err.value.code == "NOT_A_WEBSERVICE_REPLY"
 
 
-def test_retrieve_missing_record_is_not_found(sim, client):
-    with pytest.raises(ServiceNotFound, match="RECORD_NOT_FOUND"):
-        client.retrieve("11x999")
+@pytest.mark.parametrize("code", ["ACCESS_DENIED", "RECORD_NOT_FOUND"])
+@pytest.mark.parametrize("operation", ["retrieve", "revise", "update"])
+def test_a_deleted_record_is_a_row_error_not_an_auth_failure(sim, client, code, operation):
+    """vTiger 8 answers ACCESS_DENIED for a deleted record: that record is skipped, the session stays usable."""
+    sim.missing_record_code = code
+    sim.accounts = [make_account(1, "A", cvr="")]
+    with pytest.raises(RecordUnavailable, match="11x999") as err:
+        if operation == "retrieve":
+            client.retrieve("11x999")
+        else:
+            client.supports_revise = operation == "revise"
+            client.update_fields("11x999", {"cf_853": make_cvr(1)})
+    assert isinstance(err.value, RowError) and err.value.key == "11x999" and err.value.code == code
+    assert client.retrieve("11x1")["accountname"] == "A"
+    assert sim.counts["login"] == 1
+
+
+def test_access_denied_at_getchallenge_is_an_auth_failure(sim):
+    with VtigerClient(sim.url, "nobody", sim.access_key) as c, pytest.raises(VtigerAuthError, match="ACCESS_DENIED"):
+        c.login()
 
 
 def test_429_then_success(sim, client):
@@ -203,14 +249,15 @@ def test_500_once_on_a_page_is_retried(sim, client):
     assert len(list(client.iter_accounts())) == 150
 
 
-def test_persistent_500_and_429(sim, client):
-    sim.inject(503, times=10)
-    with pytest.raises(ServiceUnavailable):
-        client.login()
-    sim.faults.clear()
-    sim.inject(429, times=10, retry_after=0)
-    with pytest.raises(ServiceQuotaError):
-        client.login()
+def test_persistent_500_and_429_without_wait_budget(sim):
+    with _client(sim, session=make_session(backoff=0, wait_budget=0)) as client:
+        sim.inject(503, times=10)
+        with pytest.raises(ServiceUnavailable):
+            client.login()
+        sim.faults.clear()
+        sim.inject(429, times=10, retry_after=1)
+        with pytest.raises(ServiceQuotaError, match="HTTP_WAIT_BUDGET_SECONDS"):
+            client.login()
 
 
 def test_not_a_webservice(sim):

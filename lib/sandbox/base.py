@@ -36,6 +36,7 @@ class SimResponse:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds to wait before answering (slept outside the simulator's lock)
 
     @classmethod
     def json(cls, status: int, data: Any, headers: dict[str, str] | None = None, ascii_only: bool = False):
@@ -195,9 +196,12 @@ class Simulator:
             return response
         try:
             with self._lock:
-                return self.handle(request)
+                response = self.handle(request)
         except Exception as exc:  # noqa: BLE001 - a simulator bug must show up as a 500, not a hang
             return SimResponse.text(500, f"simulator error: {type(exc).__name__}: {exc}", "text/plain")
+        if response.delay:
+            time.sleep(response.delay)
+        return response
 
     # for subclasses
     def label(self, request: SimRequest) -> str:

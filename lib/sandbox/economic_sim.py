@@ -3,12 +3,16 @@
 Follows the reference: both token headers on every call (`demo`/`demo` is GET-only), default page
 size 20 and at most 1000, `nextPage` only while more pages remain, `false` booleans and nulls left
 out of responses, errors as `{message, developerHint, errorCode, logId, httpStatusCode}`.
-Knobs: `forbidden` (403 for the customers endpoints), `oversize_pagesize` ("error" or "clamp").
+Knobs: `forbidden` (403 for the customers endpoints), `oversize_pagesize` ("error" or "clamp"),
+`bucket_size` / `bucket_refill_per_second` (the token-bucket limit rolling out since Dec 2025: 429 without
+Retry-After when empty; None = off), `slow_above_page_size` / `slow_seconds` (a page of more customers than
+that answers only after `slow_seconds`, so a 1000-customer page can time out where a smaller one does not).
 """
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -139,6 +143,27 @@ class EconomicSimulator(Simulator):
         self.forbidden = False
         self.oversize_pagesize = "error"
         self.company_name = "BMC Sandbox ApS"
+        self.bucket_size: int | None = None
+        self.bucket_refill_per_second = 1.0
+        self.slow_above_page_size: int | None = None
+        self.slow_seconds = 0.0
+        self.rate_limited = 0  # 429s answered by the bucket
+        self._tokens = 0.0
+        self._refilled = 0.0
+
+    def _take_token(self) -> bool:
+        if self.bucket_size is None:
+            return True
+        now = time.monotonic()
+        if not self._refilled:
+            self._tokens, self._refilled = float(self.bucket_size), now
+        self._tokens = min(float(self.bucket_size), self._tokens + (now - self._refilled) * self.bucket_refill_per_second)
+        self._refilled = now
+        if self._tokens < 1:
+            self.rate_limited += 1
+            return False
+        self._tokens -= 1
+        return True
 
     def label(self, request: SimRequest) -> str:
         if request.path.startswith("/customers/"):
@@ -202,6 +227,8 @@ class EconomicSimulator(Simulator):
         return None
 
     def handle(self, request: SimRequest) -> SimResponse:
+        if not self._take_token():
+            return self._error(429, "Too many requests.", "The rate limit is exceeded; slow down.", "E00429")
         refused = self._auth(request)
         if refused is not None:
             return refused
@@ -271,6 +298,8 @@ class EconomicSimulator(Simulator):
         total = len(rows)
         last = max((total - 1) // size, 0)
         page = rows[skip * size:(skip + 1) * size]
+        slow = self.slow_above_page_size is not None and len(page) > self.slow_above_page_size
+        delay = self.slow_seconds if slow else 0.0
         pagination: dict[str, Any] = {
             "maxPageSizeAllowed": MAX_PAGE_SIZE, "skipPages": skip, "pageSize": size, "results": total,
             "resultsWithoutFilter": len(self.customers), "firstPage": self._link(0, size, extra),
@@ -281,13 +310,15 @@ class EconomicSimulator(Simulator):
             pagination["nextPage"] = self._link(skip + 1, size, extra)
         pagination["lastPage"] = self._link(last, size, extra)
         self_link = self._link(skip, size, extra) if request.query else f"{self.origin}/customers"
-        return SimResponse.json(200, {
+        response = SimResponse.json(200, {
             "collection": [self._render(c) for c in page],
             "pagination": pagination,
             "metaData": {"create": {"description": "Create a new customer", "href": f"{self.origin}/customers",
                                     "httpMethod": "post"}},
             "self": self_link,
         })
+        response.delay = delay
+        return response
 
     def fault_response(self, fault: Fault, request: SimRequest) -> SimResponse:
         if fault.status == 429:

@@ -5,8 +5,16 @@ getchallenge → login with md5(token + accessKey), GET operations read only que
 POST operations only the form body, a VTQL subset (mandatory `;`, LIMIT clamped to 100, no LIMIT
 means 100), every value a string, the CVR in a custom `cf_NNN` field found via `describe`.
 Knobs: `expire_session_after_queries` / `expiry_code`, `hidden_ids` (rows dropped after the LIMIT,
-as permission filtering does), `error_style` ("code", "errorCode" or "errorType" field names),
-`entity_encode` (HTML-encode output values), `challenge_ttl`, `row_cap`, `mode` ("vtiger"/"simply").
+as permission filtering does; `count(*)` still counts them), `error_style` ("code", "errorCode" or
+"errorType" field names), `entity_encode` (HTML-encode output values, as some forks do), `challenge_ttl`,
+`row_cap`, `mode` ("vtiger"/"simply").
+As a real vTiger 8.2 does (external-apis §4.4b): a deleted or unknown record answers `missing_record_code`
+("ACCESS_DENIED"; "RECORD_NOT_FOUND" for older installs); an unknown operation answers a PHP error page,
+not JSON (`unknown_operation="json"` gives the documented UNKNOWN_OPERATION envelope); values are returned as
+stored (decoded once: a stored "&amp;" stays "&amp;"); getchallenge for an unknown user is ACCESS_DENIED.
+As vTiger Cloud does (§4.6): `flood_limit` requests per `flood_window` seconds (None = no limit, as
+self-hosted), answered with X-FloodControl-* headers on every reply (`flood_headers=False`: a bare 429) and
+HTTP 429 without Retry-After once the window is used up.
 """
 
 from __future__ import annotations
@@ -14,12 +22,18 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import math
 import re
 import secrets
 import time
 from typing import Any
 
 from lib.sandbox.base import Fault, SimRequest, SimResponse, Simulator
+
+PHP_ERROR = ("<br />\n<b>Fatal error</b>:  Uncaught Exception: Unknown operation requested in "
+             "/var/www/html/include/Webservices/OperationManager.php:72\nStack trace:\n#0 "
+             "/var/www/html/webservice.php(88): OperationManager->__construct()\n#1 {main}\n  thrown in "
+             "<b>/var/www/html/include/Webservices/OperationManager.php</b> on line <b>72</b><br />\n")
 
 GET_OPERATIONS = {"getchallenge", "query", "retrieve", "describe", "listtypes"}
 POST_OPERATIONS = {"login", "create", "update", "revise", "delete", "logout", "extendsession"}
@@ -274,6 +288,14 @@ class VtigerSimulator(Simulator):
         self.hidden_ids: set[str] = set()
         self.error_style = "code"
         self.entity_encode = False
+        self.missing_record_code = "ACCESS_DENIED"
+        self.unknown_operation = "php"
+        self.flood_limit: int | None = None
+        self.flood_window = 60.0
+        self.flood_headers = True
+        self.flood_refused = 0  # 429s answered
+        self._flood_start = 0.0
+        self._flood_used = 0
         self.challenges: dict[str, tuple[str, float]] = {}  # username -> (token, expires)
         self.sessions: dict[str, dict[str, Any]] = {}
         self._expired: set[str] = set()  # session names that expired, so they get `expiry_code`
@@ -329,10 +351,34 @@ class VtigerSimulator(Simulator):
         return next((a for a in self.accounts if a.get("id") == record_id), None)
 
     def handle(self, request: SimRequest) -> SimResponse:
+        if self.flood_limit is None:
+            return self._handle(request)
+        now = time.monotonic()
+        if now - self._flood_start >= self.flood_window:
+            self._flood_start, self._flood_used = now, 0
+        reset = self._flood_start + self.flood_window - now
+        if self._flood_used >= self.flood_limit:
+            self.flood_refused += 1
+            response = SimResponse.json(429, {"success": False, "error": {
+                "code": "TOO_MANY_REQUESTS", "message": "Rate limit exceeded"}})
+        else:
+            self._flood_used += 1
+            response = self._handle(request)
+        if self.flood_headers:
+            response.headers.update({
+                "X-FloodControl-MinuteLimit": str(self.flood_limit),
+                "X-FloodControl-Remaining": str(self.flood_limit - self._flood_used),
+                "X-FloodControl-Reset": str(math.ceil(reset)) if self.flood_window >= 60 else f"{reset:.3f}",
+            })
+        return response
+
+    def _handle(self, request: SimRequest) -> SimResponse:
         if request.path.rstrip("/") != "/webservice.php":
             return SimResponse.text(404, "<html><body><h1>Not Found</h1></body></html>")
         op = request.label
         if op not in GET_OPERATIONS | POST_OPERATIONS or (op == "revise" and not self.revise_supported):
+            if self.unknown_operation == "php":
+                return SimResponse.text(200, PHP_ERROR)
             return self._fail("UNKNOWN_OPERATION")
         params = request.query if op in GET_OPERATIONS else request.form
         session_name = request.query.get("sessionName") or request.form.get("sessionName")
@@ -358,6 +404,8 @@ class VtigerSimulator(Simulator):
         username = params.get("username", "")
         if not username:
             return self._fail("AUTHENTICATION_REQUIRED", "username is required")
+        if username not in self.users:
+            return self._fail("ACCESS_DENIED", "username does not exists")
         token = secrets.token_hex(7)[:13]
         now = int(time.time())
         self.challenges[username] = (token, time.time() + self.challenge_ttl)
@@ -435,9 +483,8 @@ class VtigerSimulator(Simulator):
                 if result:
                     selected.append(record)
             rows = selected
-        if q["columns"] == "count":
-            visible = [r for r in rows if r.get("id") not in self.hidden_ids]
-            return self._ok([{"count": str(len(visible))}])
+        if q["columns"] == "count":  # an SQL count: the permission filter only runs over fetched records
+            return self._ok([{"count": str(len(rows))}])
         if q["order"]:
             rows.sort(key=lambda r: [_sort_key(r.get(c, "")) for c in q["order"]], reverse=q["descending"])
         limit = self.row_cap if q["limit"] is None else min(q["limit"], self.row_cap)
@@ -451,7 +498,7 @@ class VtigerSimulator(Simulator):
             return self._fail("INVALID_ID_ATTRIBUTE")
         record = self._find(record_id)
         if record is None or record_id in self.hidden_ids:
-            return self._fail("RECORD_NOT_FOUND")
+            return self._fail(self.missing_record_code)
         return self._ok(self._out(record))
 
     def _element(self, params: dict[str, str]) -> dict[str, Any]:
@@ -486,7 +533,7 @@ class VtigerSimulator(Simulator):
         element = self._element(params)
         record = self._find(element.get("id", ""))
         if record is None:
-            return self._fail("RECORD_NOT_FOUND")
+            return self._fail(self.missing_record_code)
         # update replaces the whole record: fields left out become empty, as in vTiger
         replacement = {name: element.get(name, "") for name, *_ in self._fields()}
         for fixed in ("account_no", "createdtime"):
@@ -504,7 +551,7 @@ class VtigerSimulator(Simulator):
         element = self._element(params)
         record = self._find(element.get("id", ""))
         if record is None:
-            return self._fail("RECORD_NOT_FOUND")
+            return self._fail(self.missing_record_code)
         record.update({k: v for k, v in element.items() if k != "id"})
         record["modifiedtime"] = time.strftime("%Y-%m-%d %H:%M:%S")
         return self._ok(self._out(record))
@@ -512,7 +559,7 @@ class VtigerSimulator(Simulator):
     def _op_delete(self, params: dict[str, str], _session: str | None) -> SimResponse:
         record = self._find(params.get("id", ""))
         if record is None:
-            return self._fail("RECORD_NOT_FOUND")
+            return self._fail(self.missing_record_code)
         self.accounts.remove(record)
         return self._ok({"status": "successful"})
 
