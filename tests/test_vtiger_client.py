@@ -8,8 +8,7 @@ import pytest
 
 from lib.config import Settings
 from lib.cvr import make_cvr
-from lib.errors import ConfigError, ServiceAuthError, ServiceError, ServiceQuotaError, ServiceUnavailable
-from lib.errors import RowError
+from lib.errors import ConfigError, RowError, ServiceAuthError, ServiceError, ServiceQuotaError, ServiceUnavailable
 from lib.http_session import make_session
 from lib.sandbox import VtigerSimulator, make_account
 from lib.vtiger_client import RecordUnavailable, VtigerAuthError, VtigerClient, VtigerError, parse_error
