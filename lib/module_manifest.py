@@ -19,14 +19,14 @@ from lib.errors import InputError
 from lib.roles import ROLES
 
 MANIFEST_FILE = "module.json"
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,39}\Z")  # \Z, not $: "name\n" is no name
 SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
 )
 DEPENDENCY = re.compile(r"^\s*(?P<name>[a-z][a-z0-9_]{1,39})\s*(?P<spec>[<>=!~][^\s].*)?$")
-PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,40}_$")
+PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,40}_\Z")
 HEALTH_PATTERN = re.compile(r"^(?P<file>[A-Za-z0-9_][A-Za-z0-9_/]*\.py):(?P<func>[A-Za-z_][A-Za-z0-9_]*)$")
 # Names the module system itself uses: `core` is the core's migration history, `module_` prefixes its tables.
 RESERVED_NAMES = frozenset({"core", "module", "modules"})

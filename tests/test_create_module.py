@@ -52,7 +52,8 @@ def test_scaffold_replaces_every_placeholder_and_starts_disabled(empty_modules, 
     compile((folder / "page.py").read_text(), "page.py", "exec")
 
 
-@pytest.mark.parametrize("name", ["Bad", "x", "1abc", "crm-tools", "../escape", "a" * 41, "core", "run", "_template"])
+@pytest.mark.parametrize("name", ["Bad", "x", "1abc", "crm-tools", "../escape", "a" * 41, "core", "run", "_template",
+                                  "name\n"])
 def test_invalid_names_are_refused_and_nothing_is_written(empty_modules, capsys, name):
     assert main(["create-module", name, "Some description"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
