@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import NullPool
 
 from lib.config import PROJECT_ROOT, ConfigError, get_settings
@@ -106,6 +106,23 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             conn.info["write_lock"] = True
         with conn.begin():
             yield conn
+
+
+def lost_connection(engine: Engine, exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is the database connection going away — terminated by the server,
+    the network gone — as opposed to the database refusing a statement. Raw driver errors count too (COPY
+    runs on the driver's cursor)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        dbapi = getattr(engine.dialect, "loaded_dbapi", None)
+        if dbapi is not None and isinstance(seen, dbapi.Error) and engine.dialect.is_disconnect(seen, None, None):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def as_datetime(value):

@@ -23,6 +23,10 @@ class NotAllowed(InputError):
     """The acting user's role does not allow this write (exit 2)."""
 
 
+class DatabaseLost(HubError):
+    """The database connection was lost mid-job: what was committed before it is kept and said (exit 1)."""
+
+
 class ServiceError(HubError):
     """An outside service failed or refused: network, authentication, quota, ban (exit 3)."""
 

@@ -223,6 +223,12 @@ class SheetTable:
     first_row: int = 0
     height: int = 0
 
+    def close(self) -> None:
+        """Stop reading (the reading child is ended); for a caller that gives up before the last row."""
+        close = getattr(self.rows, "close", None)
+        if close is not None:
+            close()
+
     @property
     def unrecognised(self) -> list[str]:
         used = set(self.mapping.values())

@@ -19,8 +19,8 @@ from sqlalchemy.engine import Connection, Engine
 from lib import tables
 from lib.audit import BackgroundInserts, copy_insert_rows, update_rows
 from lib.company_names import normalize_company_name
-from lib.db import write_transaction
-from lib.errors import InputError
+from lib.db import lost_connection, write_transaction
+from lib.errors import DatabaseLost, InputError
 from lib.roles import require_role
 from lib.runs import job_run
 from lib.subscription_rows import (
@@ -440,24 +440,44 @@ def import_in_one_pass(engine: Engine, opened: OpenedExport, *, user: str, role:
             if on_progress:
                 on_progress(done, total, message)
 
-        with write_transaction(engine) as conn:
-            snapshot = _snapshot(conn)
-            customers = CustomerIndex(conn)
-            planner = Planner(customers, SubscriptionIndex(conn), set(table.mapping))
-            with BackgroundInserts(conn, "subscriptions", run_id=run.id, user=user) as inserts:
-                for chunk in iter_rows(table, ONE_PASS_CHUNK_ROWS, first_chunk=FIRST_CHUNK_ROWS):
-                    planned = planner.plan(chunk)
-                    rows.extend(chunk)
-                    items.extend(planned)
-                    creates = [i.values for i in planned if i.outcome == "create"]
-                    if creates:
-                        inserts.put(creates)
-                    report(len(items), f"planned {len(items):,} rows, {inserts.written:,} subscriptions created so far")
-            updates = _updates(items)
-            for updated in _update_in_batches(conn, updates, run_id=run.id, user=user):
-                report(total, f"updated {updated:,} of {len(updates):,} subscriptions")
+        try:
+            with write_transaction(engine) as conn:
+                snapshot = _snapshot(conn)
+                customers = CustomerIndex(conn)
+                planner = Planner(customers, SubscriptionIndex(conn), set(table.mapping))
+                with BackgroundInserts(conn, "subscriptions", run_id=run.id, user=user) as inserts:
+                    for chunk in iter_rows(table, ONE_PASS_CHUNK_ROWS, first_chunk=FIRST_CHUNK_ROWS):
+                        planned = planner.plan(chunk)
+                        rows.extend(chunk)
+                        items.extend(planned)
+                        creates = [i.values for i in planned if i.outcome == "create"]
+                        if creates:
+                            inserts.put(creates)
+                        report(len(items), f"planned {len(items):,} rows, {inserts.written:,} subscriptions created so far")
+                updates = _updates(items)
+                for updated in _update_in_batches(conn, updates, run_id=run.id, user=user):
+                    report(total, f"updated {updated:,} of {len(updates):,} subscriptions")
+        except Exception as exc:
+            table.close()
+            if not lost_connection(engine, exc):
+                raise
+            raise _lost(run, opened, len(items), exc) from exc
         plan = ImportPlan(opened.parsed(rows), items, customers.names, snapshot)
         run.finish(plan.stats())
         report(total, "done")
         summary = plan.summary(run_id=run.id, dry_run=False)
     return plan, summary
+
+
+def _lost(run, opened: OpenedExport, planned: int, exc: Exception) -> DatabaseLost:
+    """The one pass is one transaction: a lost connection keeps nothing. The run (failed) and the command's
+    JSON say so: zero counts, and how far the import had come."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message = (f"the database connection was lost during the import ({reason[:200]}); nothing was written "
+               f"(the import is one transaction; {planned:,} rows had been planned): run it again")
+    counts = dict.fromkeys(COUNT_KEYS.values(), 0)
+    run.stats = {"file": opened.file_name, "sheet": opened.table.sheet, "rows": 0, **counts, "rows_planned": planned}
+    lost = DatabaseLost(message)
+    lost.payload = {"run_id": run.id, "dry_run": False, "rows": 0, **{k: 0 for k in (
+        "created", "updated", "unchanged", "skipped_locked", "unmatched")}, "errors": [{"row": None, "message": message}]}
+    return lost

@@ -347,3 +347,79 @@ def _children() -> set[int]:
             if re.match(r"\d+ \(.*\) \S (\d+)", stat).group(1) == me:
                 found.add(int(entry.name))
     return found
+
+
+# --- a lost database connection ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def doomed(db_url, monkeypatch):
+    """PostgreSQL with the Hub's connections named, and a function that terminates the busy ones (a real
+    pg_terminate_backend from another connection, as an administrator or a failover would)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("a SQLite file has no server connection to lose")
+    from sqlalchemy import create_engine, text
+
+    from lib.db import get_engine
+    from lib.migrations import migrate_core
+    from tests.conftest import PG_BASE_URL
+
+    name = f"hostile-{os.getpid()}-{id(monkeypatch)}"
+    url = f"{db_url}&application_name={name}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    engine = get_engine(url)
+    migrate_core(engine)
+    seed_sample_customers(engine)
+    admin = create_engine(PG_BASE_URL)
+    killed: list[int] = []
+
+    def kill(*_args) -> None:
+        if killed:
+            return
+        with admin.connect() as conn:
+            killed.extend(conn.execute(text(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = :n AND state <> 'idle' "
+                "AND pid <> pg_backend_pid() AND pg_terminate_backend(pid)"), {"n": name}).scalars())
+        assert killed, "no busy import connection to terminate"
+
+    yield engine, kill
+    admin.dispose()
+
+
+def big_export(rows: int = 6000) -> bytes:
+    return workbook([row(n) for n in range(2, rows + 2)])
+
+
+def test_a_connection_lost_mid_import_fails_the_run_with_what_was_kept(doomed):
+    from lib.errors import DatabaseLost
+    from lib.runs import list_runs
+
+    engine, kill = doomed
+    with pytest.raises(DatabaseLost) as caught:
+        import_subscriptions(engine, big_export(), file_name="big.xlsx", apply=True, user="t", role="operator",
+                             on_progress=kill)
+    assert str(caught.value).startswith("the database connection was lost during the import (")
+    assert "nothing was written (the import is one transaction; 1,000 rows had been planned)" in str(caught.value)
+    run = list_runs(engine)[0]
+    assert run["status"] == "failed" and run["error"] == str(caught.value)
+    assert run["stats"]["created"] == 0 and run["stats"]["rows_planned"] == 1000
+    assert counts(engine)["subscriptions"] == 0
+
+
+def test_cli_reports_a_lost_connection_in_one_line_and_one_object(doomed, monkeypatch, capsys, tmp_path):
+    import functools
+
+    import lib.commands.import_subscriptions as command
+
+    engine, kill = doomed
+    monkeypatch.setattr(command, "import_subscriptions",
+                        functools.partial(command.import_subscriptions, on_progress=kill))
+    path = tmp_path / "lost.xlsx"
+    path.write_bytes(big_export())
+    assert main(["import-subscriptions", str(path), "--apply", "--json"]) == 1
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if not line.startswith("ts=")]  # log lines aside
+    assert len(errors) == 1 and errors[0].startswith("error: the database connection was lost during the import (")
+    assert "Traceback" not in captured.err
+    payload = json.loads(captured.out)
+    assert payload["run_id"] is not None and payload["created"] == 0 and payload["error"].startswith("the database")
+    assert counts(engine)["subscriptions"] == 0
