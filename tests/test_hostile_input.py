@@ -376,9 +376,14 @@ def doomed(db_url, monkeypatch):
         if killed:
             return
         with admin.connect() as conn:
-            killed.extend(conn.execute(text(
+            # Pick the pids first, terminate only those: in one WHERE, PostgreSQL may call pg_terminate_backend
+            # before the application_name test and end every connection on the server (seen: it did).
+            pids = list(conn.execute(text(
                 "SELECT pid FROM pg_stat_activity WHERE application_name = :n AND state <> 'idle' "
-                "AND pid <> pg_backend_pid() AND pg_terminate_backend(pid)"), {"n": name}).scalars())
+                "AND pid <> pg_backend_pid()"), {"n": name}).scalars())
+            for pid in pids:
+                if conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar():
+                    killed.append(pid)
         assert killed, "no busy import connection to terminate"
 
     yield engine, kill
