@@ -88,13 +88,27 @@ class SignInSetup:
             f'server_metadata_url = "{self.issuer}/.well-known/openid-configuration"\n'
             # Streamlit asks for prompt=select_account, which oidc-provider does not offer; login is its equivalent.
             f'client_kwargs = {{ prompt = "login" }}\n', encoding="utf-8")
-        env = {**os.environ, **hub_env, "PYTHONPATH": str(ROOT)}
-        self._spawn([sys.executable, "-m", "streamlit", "run", str(ROOT / "Home.py"), "--server.headless", "true",
-                     "--server.port", str(self.hub_port), "--server.address", "127.0.0.1",
-                     "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-                     "--secrets.files", str(secrets)], env, ROOT, "streamlit.log")
-        wait_for_health(self.base)
+        self.hub_env = hub_env
+        self.hub = self._start_hub()
         return self.base
+
+    def _start_hub(self) -> subprocess.Popen:
+        env = {**os.environ, **self.hub_env, "PYTHONPATH": str(ROOT)}
+        proc = self._spawn([sys.executable, "-m", "streamlit", "run", str(ROOT / "Home.py"), "--server.headless",
+                            "true", "--server.port", str(self.hub_port), "--server.address", "127.0.0.1",
+                            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+                            "--secrets.files", str(self.tmp / "secrets.toml")], env, ROOT,
+                           f"streamlit-{len(self.procs)}.log")
+        wait_for_health(self.base)
+        return proc
+
+    def replace_hub(self) -> None:
+        """Another Hub process at the same address (as the next replica behind a load balancer would be):
+        whatever it knows about sessions comes from the database. Streamlit ties the identity cookie to the
+        redirect_uri's origin, so replicas share one address."""
+        self.hub.terminate()
+        self.hub.wait(timeout=20)
+        self.hub = self._start_hub()
 
     def stop(self) -> None:
         for proc in self.procs:

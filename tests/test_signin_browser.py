@@ -1,6 +1,7 @@
 """Signing in for real: a real OpenID provider (oidc-provider) on 127.0.0.1, the Hub, and Chromium through the
 provider's login page. Each role's navigation, an unverified e-mail, DEFAULT_ROLE=none, and sign-out followed by
-replaying the old cookie in a fresh browser."""
+replaying the old cookie in a fresh browser, on this server and on
+the next server process."""
 
 from __future__ import annotations
 
@@ -124,13 +125,13 @@ def test_sign_in_roles_refusals_and_sign_out_against_a_real_provider(hub, browse
     # The admin's Sessions page lists everyone who signed in, with the role they got.
     admin = pages["admin"]
     admin.get_by_test_id("stSidebarNavLink").filter(has_text="Sessions").click()
-    admin.get_by_role("heading", name="Sessions").wait_for()
+    admin.get_by_role("heading", name="Sessions", exact=True).wait_for()
     wait_idle(admin)
     people = {p["person"]: p["role"] for p in list_sign_ins(hub_engine_of())}
     assert people == {"peter@partner.dk": "viewer", "anna@bmc.dk": "operator", "boss@bmc.dk": "admin",
                       "boss@bmc.dk (unverified)": "none", "someone@gmail.com": "none"}
 
-    # Sign out, then replay the old cookie in a fresh browser: refused, nothing drawn.
+    # Sign out, then replay the old cookie in a fresh browser: refused, nothing drawn, on every replica.
     operator = pages["operator"]
     old_cookies = [c for c in operator.context.cookies() if c["name"].startswith("_streamlit_user")]
     assert old_cookies
@@ -142,6 +143,11 @@ def test_sign_in_roles_refusals_and_sign_out_against_a_real_provider(hub, browse
     open_app(replay, hub.base)
     replay.get_by_text("You signed out at").wait_for()
     assert nav_titles(replay) == set() and "Signed in as" not in replay.inner_text("body")
+    hub.replace_hub()  # another server process: it knows of the sign-out only through the database
+    elsewhere = new_page(browser, old_cookies)
+    open_app(elsewhere, hub.base)
+    elsewhere.get_by_text("You signed out at").wait_for()
+    assert nav_titles(elsewhere) == set()
     # Signing in again from there issues a new identity, which is let in.
     login_at_provider(replay, hub, "operator", "Sign in again")
     replay.get_by_text("Signed in as anna@bmc.dk (operator)").wait_for()
