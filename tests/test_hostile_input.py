@@ -403,10 +403,13 @@ def test_a_connection_lost_mid_import_fails_the_run_with_what_was_kept(doomed):
         import_subscriptions(engine, big_export(), file_name="big.xlsx", apply=True, user="t", role="operator",
                              on_progress=kill)
     assert str(caught.value).startswith("the database connection was lost during the import (")
-    assert "nothing was written (the import is one transaction; 1,000 rows had been planned)" in str(caught.value)
+    planned = re.search(r"nothing was written \(the import is one transaction; ([\d.,]+) rows had been planned\)",
+                        str(caught.value))
+    assert planned, str(caught.value)  # how far it got depends on when the driver notices the lost connection
     run = list_runs(engine)[0]
     assert run["status"] == "failed" and run["error"] == str(caught.value)
-    assert run["stats"]["created"] == 0 and run["stats"]["rows_planned"] == 1000
+    assert run["stats"]["created"] == 0
+    assert run["stats"]["rows_planned"] == int(planned.group(1).replace(",", "").replace(".", "")) >= 1000
     assert counts(engine)["subscriptions"] == 0
 
 
