@@ -96,3 +96,21 @@ def run_summary(kind: str, stats: dict | None) -> str:
     parts = [f"{k.replace('_', ' ')} {text(v)}" for k, v in stats.items()
              if isinstance(v, (int, float)) and not isinstance(v, bool) and v]
     return ", ".join(parts[:6])
+
+
+# The one word for each outcome a job's preview can give a row, per kind (docs/GLOSSARY.md explains each).
+# Metrics, filters and tables use these words, so a count and the rows it counts always carry the same name.
+OUTCOME_WORDS: dict[str, dict[str, str]] = {
+    "import-subscriptions": {"create": "create", "update": "update", "unchanged": "unchanged",
+                             "skipped_locked": "locked", "unmatched": "unmatched", "rejected": "rejected"},
+    "cvr-lookup": {"found": "found", "ambiguous": "ambiguous", "not_found": "not found"},
+    "economic-relink": {"new": "new link", "changed": "changed link", "unchanged": "unchanged",
+                        "ambiguous": "ambiguous", "conflict": "conflict", "unmatched": "unmatched"},
+    "crm-sync": {"fill": "fill CVR", "link": "link", "unchanged": "unchanged", "conflict": "conflict",
+                 "ambiguous": "ambiguous", "unmatched": "unmatched"},
+}
+
+
+def outcome_word(kind: str, outcome: str) -> str:
+    """The glossary's word for `outcome` of a `kind` run ('ambiguous', 'fill CVR', …)."""
+    return OUTCOME_WORDS.get(kind, {}).get(outcome, outcome.replace("_", " "))

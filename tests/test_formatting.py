@@ -33,3 +33,14 @@ def test_run_summaries_read_as_sentences():
         "95.826 created, 0 updated, 3 unchanged, 1 unmatched")
     assert run_summary("something-new", {"written": 1200, "skipped": 0, "note": "x"}) == "written 1.200"
     assert run_summary("cvr-lookup", {}) == ""
+
+
+def test_every_outcome_word_is_in_the_glossary():
+    from pathlib import Path
+
+    from lib.formatting import OUTCOME_WORDS
+
+    glossary = (Path(__file__).resolve().parent.parent / "docs" / "GLOSSARY.md").read_text()
+    for kind, words in OUTCOME_WORDS.items():
+        for word in words.values():
+            assert f"| {kind} | {word} |" in glossary, f"{kind}: '{word}' is not explained in docs/GLOSSARY.md"
