@@ -11,13 +11,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from lib import tables
 from lib.audit import AUDITED_TABLES, WHOLE_ROW, decode_value, delete_row, log_change, update_row, utcnow
 from lib.config import get_settings
 from lib.db import as_datetime, write_transaction
@@ -555,10 +557,154 @@ def later_changes(engine: Engine, run_id: int) -> list[dict]:
     return [{**r, "new_value": decode_value(r["new_value"])} for r in rows]
 
 
+@dataclass
+class _RowEffect:
+    """What one run did to one row: the values before it and the values it left (by field)."""
+
+    table: str
+    row_id: int
+    inserted: bool = False  # the row did not exist before the run
+    deleted: bool = False  # the run left the row deleted
+    before: dict = field(default_factory=dict)  # field → value before the run (first change wins)
+    written: dict = field(default_factory=dict)  # field → value the run left (last change wins)
+
+
+def _effects(changes: list[dict]) -> list[_RowEffect]:
+    """The run's changes folded per row, in the order the run first touched each row."""
+    rows: dict[tuple[str, int], _RowEffect] = {}
+    for c in changes:
+        key = (c["table_name"], c["row_id"])
+        effect = rows.get(key)
+        if effect is None:
+            effect = rows[key] = _RowEffect(*key, inserted=c["action"] == "insert")
+        if c["action"] == "insert":
+            effect.deleted = False
+            effect.written.update(c["new_value"] or {})
+        elif c["action"] == "delete":
+            effect.deleted = True
+            for name, value in (c["old_value"] or {}).items():
+                if name in AUDITED_TABLES[effect.table]:
+                    effect.before.setdefault(name, value)
+            effect.written = {}
+        else:
+            effect.before.setdefault(c["field"], c["old_value"])
+            effect.written[c["field"]] = c["new_value"]
+    return list(rows.values())
+
+
+def _canon(table: str, name: str, value: Any) -> Any:
+    """A value as its column holds it, so a JSON-logged value and a stored one compare by value."""
+    if value is None:
+        return None
+    python_type = tables.BY_NAME[table].c[name].type.python_type
+    try:
+        if python_type is bool:
+            return bool(value)
+        if python_type is int:
+            return int(value)
+        if python_type is Decimal:
+            return Decimal(str(value))
+        if python_type is date:
+            return value.isoformat()[:10] if isinstance(value, date) else str(value)[:10]
+    except (ValueError, ArithmeticError):
+        pass
+    return str(value)
+
+
+def _current_rows(conn: Connection, table: str, ids: list[int], lock: bool) -> dict[int, dict]:
+    """The rows as stored now, typed; with `lock` they stay locked (PostgreSQL) until the transaction ends."""
+    target = tables.BY_NAME[table]
+    columns = [target.c.id, *(target.c[n] for n in AUDITED_TABLES[table])]
+    out: dict[int, dict] = {}
+    for start in range(0, len(ids), 1000):
+        query = select(*columns).where(target.c.id.in_(ids[start : start + 1000]))
+        if lock and conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        out.update({r["id"]: dict(r) for r in conn.execute(query).mappings()})
+    return out
+
+
+def _undo_conflicts(conn: Connection, run_id: int, effects: list[_RowEffect], *, lock: bool) -> list[dict]:
+    """Every field whose value now differs from what the run left (a later change still in effect).
+
+    A later change that was undone, or that wrote the same value, leaves the field as the run left it: no
+    conflict. Fields of a row the run inserted that the run did not set count from the first later change.
+    """
+    last_id = conn.execute(text("SELECT max(id) FROM changes WHERE run_id = :r"), {"r": run_id}).scalar()
+    later: dict[tuple[str, int, str], dict] = {}  # first later old value and the last later author, per field
+    if last_id is not None:
+        rows = conn.execute(
+            text("SELECT c.table_name, c.row_id, c.action, c.field, c.old_value, c.run_id, c.changed_by FROM changes c "
+                 "WHERE c.id > :last AND EXISTS (SELECT 1 FROM changes m WHERE m.run_id = :r "
+                 "AND m.table_name = c.table_name AND m.row_id = c.row_id) ORDER BY c.id"),
+            {"last": last_id, "r": run_id},
+        ).mappings()
+        for c in rows:
+            names = [c["field"]] if c["field"] != WHOLE_ROW else list(AUDITED_TABLES[c["table_name"]])
+            old = decode_value(c["old_value"])
+            for name in names:
+                key = (c["table_name"], c["row_id"], name)
+                value = old.get(name) if c["field"] == WHOLE_ROW and isinstance(old, dict) else old
+                entry = later.setdefault(key, {"first_old": value})
+                entry.update(run_id=c["run_id"], changed_by=c["changed_by"])
+    by_table: dict[str, list[int]] = {}
+    for e in effects:
+        by_table.setdefault(e.table, []).append(e.row_id)
+    current = {t: _current_rows(conn, t, ids, lock) for t, ids in by_table.items()}
+    conflicts: list[dict] = []
+
+    def conflict(e: _RowEffect, name: str, now: Any, run_value: Any, why: str) -> None:
+        who = later.get((e.table, e.row_id, name)) or later.get((e.table, e.row_id, WHOLE_ROW)) or {}
+        conflicts.append({"table_name": e.table, "row_id": e.row_id, "field": name, "current": now,
+                          "run_value": run_value, "reason": why, "run_id": who.get("run_id"),
+                          "changed_by": who.get("changed_by")})
+
+    for e in effects:
+        row = current[e.table].get(e.row_id)
+        if e.deleted:
+            if row is not None:
+                conflict(e, WHOLE_ROW, "present", "deleted", "the run deleted this row; it exists again")
+            continue
+        if row is None:
+            if not e.inserted:
+                conflict(e, WHOLE_ROW, "deleted", "present", "the row was deleted since")
+            continue  # an inserted row deleted since: already as before the run
+        names = AUDITED_TABLES[e.table] if e.inserted else tuple(e.written)
+        for name in names:
+            if name in e.written:
+                expected = e.written[name]
+            elif (e.table, e.row_id, name) in later:
+                expected = later[(e.table, e.row_id, name)]["first_old"]
+            else:
+                continue  # nobody changed it since the run inserted the row
+            if _canon(e.table, name, row[name]) != _canon(e.table, name, expected):
+                conflict(e, name, row[name], expected, "changed since")
+    return conflicts
+
+
+def undo_conflicts(engine: Engine, run_id: int) -> list[dict]:
+    """What undoing `run_id` now would overwrite: fields that no longer hold the value the run left."""
+    with engine.connect() as conn:
+        return _undo_conflicts(conn, run_id, _effects(run_changes(engine, run_id)), lock=False)
+
+
+def _refusal(run_id: int, conflicts: list[dict]) -> UndoRefused:
+    fields = sorted({f"{c['table_name']}#{c['row_id']}.{c['field']}" for c in conflicts})
+    return UndoRefused(
+        f"run {run_id} cannot be undone: {len(fields)} of its fields no longer hold the value it wrote "
+        f"(later changes still in effect): {', '.join(fields[:20])}{' …' if len(fields) > 20 else ''} "
+        "(use --force to overwrite them)",
+        conflicts,
+    )
+
+
 def undo_run(engine: Engine, run_id: int, *, user: str, force: bool = False, role: str = "admin") -> dict:
     """Restore every field `run_id` changed, as a new run of kind 'undo'. Returns its summary.
 
-    Operators may undo their own runs; undoing someone else's run needs the admin role.
+    Judged by values: a field that still holds what the run wrote is restored, whoever touched it since;
+    one that holds something else is a conflict (refused unless `force`). The check and the writes are one
+    write transaction. An undo run can itself be undone (redo). Operators may undo their own runs;
+    undoing someone else's run needs the admin role.
     """
     require_role(role, "operator", "undo runs")
     target = get_run(engine, run_id)
@@ -566,67 +712,73 @@ def undo_run(engine: Engine, run_id: int, *, user: str, force: bool = False, rol
         require_role(role, "admin", f"undo run {run_id}, which {target['triggered_by']} started")
     if target["dry_run"]:
         raise UndoRefused(f"run {run_id} was a dry run and changed nothing")
-    if target["undone_by_run_id"]:
-        raise UndoRefused(f"run {run_id} was already undone by run {target['undone_by_run_id']}; nothing to do")
     if target["status"] == "running":
         raise UndoRefused(f"run {run_id} is still running")
-    conflicts = later_changes(engine, run_id)
-    if conflicts and not force:
-        fields = sorted({f"{c['table_name']}#{c['row_id']}.{c['field']}" for c in conflicts})
-        raise UndoRefused(
-            f"run {run_id} cannot be undone: later changes touched {len(fields)} of its fields: "
-            f"{', '.join(fields[:20])}{' …' if len(fields) > 20 else ''} (use --force to overwrite them)",
-            conflicts,
-        )
     changes = run_changes(engine, run_id)
+    effects = _effects(changes)
+    _refuse_if_undone(target)
+    if not force:  # a refusal without recording a run; the transaction below decides for real
+        with engine.connect() as conn:
+            conflicts = _undo_conflicts(conn, run_id, effects, lock=False)
+        if conflicts:
+            raise _refusal(run_id, conflicts)
     stats = {"undone_run_id": run_id, "fields_restored": 0, "rows_deleted": 0, "rows_restored": 0,
-             "changes_in_run": len(changes), "overwrote_later_changes": len(conflicts)}
+             "changes_in_run": len(changes), "overwrote_later_changes": 0}
     with job_run(engine, "undo", user=user, dry_run=False, parameters={"run_id": run_id, "force": force},
                  undoes=run_id) as undo:
-        try:
-            with write_transaction(engine) as conn:
-                _revert(conn, changes, undo.id, user, stats)
-                conn.execute(text("UPDATE runs SET undone_by_run_id = :u WHERE id = :r"), {"u": undo.id, "r": run_id})
-        except Exception as exc:
-            raise HubError(f"undo of run {run_id} failed, nothing was changed: {exc}") from exc
+        with write_transaction(engine) as conn:
+            query = "SELECT id, undone_by_run_id, undoes_run_id FROM runs WHERE id = :r"
+            if conn.dialect.name == "postgresql":
+                query += " FOR UPDATE"  # two undos of one run: the second waits, then sees the first
+            now = conn.execute(text(query), {"r": run_id}).mappings().one()
+            _refuse_if_undone({"run_id": run_id, **now})
+            conflicts = _undo_conflicts(conn, run_id, effects, lock=True)
+            if conflicts and not force:
+                raise _refusal(run_id, conflicts)
+            stats["overwrote_later_changes"] = len(conflicts)
+            try:
+                _revert(conn, effects, undo.id, user, stats)
+            except Exception as exc:
+                raise HubError(f"undo of run {run_id} failed, nothing was changed: {failure_reason(exc)}") from exc
+            _link_undo(conn, run_id, undo.id, now["undoes_run_id"])
         undo.finish(stats)
     return {"run_id": undo.id, "undone_run_id": run_id, **stats}
 
 
-def _revert(conn: Connection, changes: list[dict], undo_id: int, user: str, stats: dict) -> None:
-    rows: dict[tuple[str, int], list[dict]] = {}
-    order: list[tuple[str, int]] = []
-    for change in changes:
-        key = (change["table_name"], change["row_id"])
-        if key not in rows:
-            rows[key] = []
-            order.append(key)
-        rows[key].append(change)
-    for table, row_id in reversed(order):  # children inserted after their parents go first
-        row_changes = rows[(table, row_id)]
-        actions = {c["action"] for c in row_changes}
-        restored: set[str] = set()
-        exists = conn.execute(text(f"SELECT 1 FROM {table} WHERE id = :id"), {"id": row_id}).first() is not None
-        if "insert" in actions:
+def _refuse_if_undone(run: dict) -> None:
+    if run["undone_by_run_id"]:
+        raise UndoRefused(f"run {run['run_id']} was already undone by run {run['undone_by_run_id']}; nothing to do "
+                          f"(undo run {run['undone_by_run_id']} to redo it)")
+
+
+def _link_undo(conn: Connection, run_id: int, undo_id: int, undid: int | None) -> None:
+    """`undone_by_run_id` names the run whose effect is in force over a run: set it, and when the undone run
+    was itself an undo (a redo), its target is in force again and the target's target undone again."""
+    conn.execute(text("UPDATE runs SET undone_by_run_id = :u WHERE id = :r"), {"u": undo_id, "r": run_id})
+    if undid is None:
+        return
+    conn.execute(text("UPDATE runs SET undone_by_run_id = NULL WHERE id = :r"), {"r": undid})
+    before = conn.execute(text("SELECT undoes_run_id FROM runs WHERE id = :r"), {"r": undid}).scalar()
+    if before is not None:
+        conn.execute(text("UPDATE runs SET undone_by_run_id = :u WHERE id = :r"), {"u": undid, "r": before})
+
+
+def _revert(conn: Connection, effects: list[_RowEffect], undo_id: int, user: str, stats: dict) -> None:
+    """Put every row back as it was before the run (children the run inserted after their parents first)."""
+    for e in reversed(effects):
+        exists = conn.execute(text(f"SELECT 1 FROM {e.table} WHERE id = :id"), {"id": e.row_id}).first() is not None
+        if e.inserted:
             if exists:
-                delete_row(conn, table, row_id, run_id=undo_id, user=user)
+                delete_row(conn, e.table, e.row_id, run_id=undo_id, user=user)
                 stats["rows_deleted"] += 1
             continue
-        if "delete" in actions:
-            old = dict(next(c["old_value"] for c in row_changes if c["action"] == "delete"))
-            for c in row_changes:  # updates before the delete in the same run: restore the earliest values
-                if c["action"] == "update" and c["field"] not in restored:
-                    old[c["field"]] = c["old_value"]
-                    restored.add(c["field"])
-            _reinsert(conn, table, row_id, old, undo_id, user)
+        if e.deleted and not exists:
+            _reinsert(conn, e.table, e.row_id, dict(e.before), undo_id, user)
             stats["rows_restored"] += 1
             continue
         if not exists:
-            continue
-        earliest: dict[str, Any] = {}
-        for c in row_changes:
-            earliest.setdefault(c["field"], c["old_value"])
-        written = update_row(conn, table, row_id, earliest, run_id=undo_id, user=user)
+            continue  # deleted since (a forced undo): nothing to restore the fields into
+        written = update_row(conn, e.table, e.row_id, e.before, run_id=undo_id, user=user)
         stats["fields_restored"] += len(written)
 
 
