@@ -5,7 +5,7 @@ import json
 import streamlit as st
 
 from lib.errors import HubError
-from lib.runs import UndoRefused, get_run, later_changes, list_runs, run_changes, run_users, undo_run
+from lib.runs import get_run, list_runs, run_changes, run_users, undo_conflicts, undo_run
 from ui.job_progress import running_panel
 from ui.session import hub_engine, page_actor
 from ui.tables import changes_frame, runs_frame
@@ -31,12 +31,32 @@ index = options.index(int(default)) if default and default.isdigit() and int(def
 picked = st.selectbox("Run", options, index=index, format_func=labels.get, key="runs_pick")
 run = get_run(engine, picked)
 
+
+def undo(run_id: int) -> None:
+    """On click, before the page is drawn again: the page then shows the state after the undo."""
+    try:
+        result = undo_run(engine, run_id, user=me.email, role=me.role,
+                          force=bool(st.session_state.get(f"undo_force_{run_id}")))
+        st.session_state["runs_notice"] = (
+            "success", f"Run {run_id} undone as run {result['run_id']}: {result['fields_restored']} field(s) restored, "
+                       f"{result['rows_deleted']} row(s) removed, {result['rows_restored']} row(s) put back.")
+    except HubError as exc:
+        st.session_state["runs_notice"] = ("error", str(exc))
+    st.query_params["run"] = str(run_id)  # stay on this run although the list gained the undo run
+
+
+notice = st.session_state.pop("runs_notice", None)
+if notice:
+    (st.success if notice[0] == "success" else st.error)(notice[1])
+
 st.subheader(f"Run {run['run_id']}: {run['kind']}")
 cols = st.columns(4)
 cols[0].metric("Status", run["status"])
 cols[1].metric("Started by", run["triggered_by"])
 cols[2].metric("Dry run", "yes" if run["dry_run"] else "no")
 cols[3].metric("Undone by", f"#{run['undone_by_run_id']}" if run["undone_by_run_id"] else "—")
+if run["undoes_run_id"]:
+    st.caption(f"This run undid run #{run['undoes_run_id']}; undoing it puts that run's changes back (redo).")
 if run["error"]:
     st.warning(run["error"])
 with st.expander("Statistics and parameters", expanded=True):
@@ -48,25 +68,23 @@ if changes:
     st.dataframe(changes_frame(changes, of="run"), hide_index=True, width="stretch")
 
 may_undo = me.can("admin") or (me.can("operator") and run["triggered_by"] == me.email)
-if changes and not run["undone_by_run_id"] and run["status"] != "running":
+if changes and not run["dry_run"]:
     st.divider()
+    undone = run["undone_by_run_id"]
+    if undone:
+        st.info(f"Undone by run #{undone}. Undo run #{undone} to put these changes back.")
+    elif run["status"] == "running":
+        st.info("This run is still running; it can be undone when it has finished.")
     confirm = st.checkbox(f"I want to revert the {len(changes)} change(s) of run {picked}", key=f"undo_ok_{picked}",
-                          disabled=not may_undo)
-    conflicts = later_changes(engine, picked)
-    force = False
+                          disabled=not may_undo or bool(undone) or run["status"] == "running")
+    conflicts = [] if undone else undo_conflicts(engine, picked)
     if conflicts:
-        fields = sorted({f"{c['table_name']}#{c['row_id']}.{c['field']} (by {c['changed_by']})" for c in conflicts})
-        st.warning(f"Later changes touched {len(fields)} of this run's fields: {', '.join(fields[:20])}. "
+        fields = sorted({f"{c['table_name']}#{c['row_id']}.{c['field']}"
+                         + (f" (by {c['changed_by']})" if c["changed_by"] else "") for c in conflicts})
+        st.warning(f"{len(fields)} of this run's fields no longer hold the value it wrote: {', '.join(fields[:20])}. "
                    "Undo refuses unless an admin chooses to overwrite them.")
-        force = st.checkbox("Overwrite those later changes", key=f"undo_force_{picked}", disabled=not me.can("admin"))
-    if st.button("Undo run", type="primary", disabled=not (confirm and may_undo), key=f"undo_{picked}"):
-        try:
-            result = undo_run(engine, picked, user=me.email, role=me.role, force=force)
-            st.success(f"Run {picked} undone as run {result['run_id']}: {result['fields_restored']} field(s) restored, "
-                       f"{result['rows_deleted']} row(s) removed, {result['rows_restored']} row(s) put back.")
-        except UndoRefused as exc:
-            st.error(str(exc))
-        except HubError as exc:
-            st.error(str(exc))
+        st.checkbox("Overwrite those later changes", key=f"undo_force_{picked}", disabled=not me.can("admin"))
+    st.button("Undo run", type="primary", key=f"undo_{picked}", on_click=undo, args=(picked,),
+              disabled=not (confirm and may_undo) or bool(undone) or run["status"] == "running")
     if not may_undo:
         st.caption("Undoing someone else's run needs the admin role.")
