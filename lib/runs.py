@@ -15,7 +15,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import column, select, text
+from sqlalchemy import table as sa_table
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -596,7 +597,10 @@ def _canon(table: str, name: str, value: Any) -> Any:
     """A value as its column holds it, so a JSON-logged value and a stored one compare by value."""
     if value is None:
         return None
-    python_type = tables.BY_NAME[table].c[name].type.python_type
+    try:
+        python_type = _table(table).c[name].type.python_type
+    except NotImplementedError:  # an audited table without typed metadata: compare as text
+        return str(value)
     try:
         if python_type is bool:
             return bool(value)
@@ -611,9 +615,15 @@ def _canon(table: str, name: str, value: Any) -> Any:
     return str(value)
 
 
+def _table(name: str):
+    """The table's typed metadata (lib/tables.py), or a plain one for other audited tables."""
+    known = tables.BY_NAME.get(name)
+    return known if known is not None else sa_table(name, column("id"), *(column(c) for c in AUDITED_TABLES[name]))
+
+
 def _current_rows(conn: Connection, table: str, ids: list[int], lock: bool) -> dict[int, dict]:
     """The rows as stored now, typed; with `lock` they stay locked (PostgreSQL) until the transaction ends."""
-    target = tables.BY_NAME[table]
+    target = _table(table)
     columns = [target.c.id, *(target.c[n] for n in AUDITED_TABLES[table])]
     out: dict[int, dict] = {}
     for start in range(0, len(ids), 1000):

@@ -137,3 +137,21 @@ def test_undo_refused_on_the_command_line_prints_conflicts_and_error(engine, cap
     assert (conflict["field"], conflict["current"], conflict["run_value"], conflict["changed_by"]) == \
         ("city", "Odense", "Aarhus", "anna")
     assert get_customer(engine, cid)["city"] == "Odense"
+
+
+def test_module_settings_runs_undo_in_sequence_too(engine):
+    """An audited table without typed metadata (module_settings) is judged by value as text."""
+    from lib.audit import insert_row, update_row
+    from lib.runs import job_run
+
+    with job_run(engine, "module-settings", user="ann", dry_run=False) as first, engine.begin() as conn:
+        sid = insert_row(conn, "module_settings", {"module": "demo", "key": "limit", "value": "10"},
+                         run_id=first.id, user="ann")
+    with job_run(engine, "module-settings", user="ann", dry_run=False) as second, engine.begin() as conn:
+        update_row(conn, "module_settings", sid, {"value": "20"}, run_id=second.id, user="ann")
+    with pytest.raises(UndoRefused, match=rf"module_settings#{sid}\.value"):
+        undo_run(engine, first.id, user="ann")
+    undo_run(engine, second.id, user="ann")
+    undo_run(engine, first.id, user="ann")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM module_settings")).scalar_one() == 0
