@@ -87,8 +87,11 @@ def login_at_provider(page, hub: SignInSetup, login: str, button: str) -> None:
     wait_idle(page)
 
 
-def nav_titles(page) -> set[str]:
+def nav_titles(page, expect_some: bool = False) -> set[str]:
     links = page.get_by_test_id("stSidebarNavLink")
+    if expect_some:
+        links.first.wait_for()
+        wait_idle(page)
     return {links.nth(i).inner_text().strip().splitlines()[-1].strip() for i in range(links.count())}  # after the icon
 
 
@@ -111,7 +114,7 @@ def test_sign_in_roles_refusals_and_sign_out_against_a_real_provider(hub, browse
         pages[login] = sign_in(browser, hub, login)
         page = pages[login]
         page.get_by_text(f"Signed in as {ACCOUNTS[login]['email']} ({login})").wait_for()
-        shown = nav_titles(page)
+        shown = nav_titles(page, expect_some=True)
         assert shown & (VIEWER_PAGES | JOB_PAGES | ADMIN_PAGES) == titles, (login, shown)
 
     # An unverified e-mail gets no listed role; with DEFAULT_ROLE=none that means no entry at all.
@@ -148,6 +151,8 @@ def test_sign_in_roles_refusals_and_sign_out_against_a_real_provider(hub, browse
     open_app(elsewhere, hub.base)
     elsewhere.get_by_text("You signed out at").wait_for()
     assert nav_titles(elsewhere) == set()
+    log = hub.logs()
+    assert "sign-in refused" in log and "someone@gmail.com" in log and "sessions ended" in log, log
     # Signing in again from there issues a new identity, which is let in.
     login_at_provider(replay, hub, "operator", "Sign in again")
     replay.get_by_text("Signed in as anna@bmc.dk (operator)").wait_for()
