@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 from lib.config import PROJECT_ROOT
@@ -168,12 +168,21 @@ def _history(conn: Connection, module: str) -> dict[int, dict]:
     return history
 
 
-def status(engine: Engine, directory: Path | str, module: str = CORE_MODULE) -> list[MigrationStatus]:
-    """applied / pending / failed / changed for every file (and applied versions whose file is gone)."""
-    ensure_history_table(engine)
-    files = discover(directory, _dialect(engine), module)
+def read_history(engine: Engine, module: str) -> dict[int, dict]:
+    """The history of one module by a plain read: no DDL, no lock; a missing history table reads as empty."""
     with engine.connect() as conn:
+        if not inspect(conn).has_table("module_migrations"):
+            return {}
         history = _history(conn, module)
+        conn.rollback()
+    return history
+
+
+def status(engine: Engine, directory: Path | str, module: str = CORE_MODULE) -> list[MigrationStatus]:
+    """applied / pending / failed / changed for every file. A pure read: it creates nothing and takes no
+    migration lock, so a long migration never blocks it; without a history table everything is pending."""
+    files = discover(directory, _dialect(engine), module)
+    history = read_history(engine, module)
     out = []
     for f in files:
         row = history.get(f.version)
@@ -226,13 +235,15 @@ def migrate(
     """Apply pending files of one module in order; returns what was applied now.
 
     `guard(file, statement)` may raise MigrationRefused before anything of that file runs.
-    Stops at the first failing file (raises MigrationError after recording the attempt).
+    Stops at the first failing file (raises MigrationError after recording the attempt). When nothing is
+    pending it only reads: no DDL, no lock (so every start of the app or of a command is a pure read then).
     """
-    ensure_history_table(engine)
     files = discover(directory, _dialect(engine), module)
-    with engine.connect() as conn:
-        history = _history(conn, module)
+    history = read_history(engine, module)
     _check_drift(history, files, module)
+    if all((row := history.get(f.version)) is not None and row["success"] for f in files):
+        return []
+    ensure_history_table(engine)
     applied: list[MigrationFile] = []
     for f in files:
         row = history.get(f.version)

@@ -26,9 +26,12 @@ def _module_hooks():
 
 
 def _status_rows(engine) -> list[MigrationStatus]:
+    """Core files, then enabled modules' files; a pure read (no lock, no DDL, no first sight of modules).
+    Module state lives in core tables, so with core files pending no module can be enabled yet."""
     rows = status(engine, CORE_MIGRATIONS_DIR, CORE_MODULE)
     modules = _module_hooks()
-    if modules is not None and hasattr(modules, "module_migration_status"):
+    core_applied = all(r.state == "applied" for r in rows)
+    if core_applied and modules is not None and hasattr(modules, "module_migration_status"):
         rows += modules.module_migration_status(engine)
     return rows
 
