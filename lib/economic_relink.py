@@ -20,6 +20,7 @@ from lib.audit import insert_rows, update_rows, utcnow
 from lib.db import write_transaction
 from lib.economic_client import PAGE_SIZE, EconomicClient, EconomicCustomer
 from lib.errors import InputError, ServiceAuthError, ServiceError
+from lib.http_session import wait_message
 from lib.jobs import job_payload
 from lib.matching import MatchRecord, MatchResult, MatchSettings, match_records
 from lib.roles import Actor, require_role
@@ -128,6 +129,8 @@ def fetch_economic_customers(client: EconomicClient, on_progress: ProgressCallba
                              read: list[EconomicCustomer] | None = None) -> list[EconomicCustomer]:
     """Every e-conomic customer (pages of 1000); `read` collects them as they come, so a failure can say where."""
     customers = read if read is not None else []
+    if on_progress:  # rate-limit waits show in the job's progress
+        client.session.on_wait = lambda seconds, service: on_progress(len(customers), 0, wait_message(seconds, service))
     for customer in client.iter_customers():
         customers.append(customer)
         if on_progress and len(customers) % client.page_size == 0:

@@ -199,12 +199,15 @@ def make_session(
     wait_budget: float = DEFAULT_WAIT_BUDGET,
     service: str = "",
     limit_backoff: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> ServiceSession:
     """A ServiceSession; urllib3 retries connection failures and 500/502/504 `retries` times with jittered
     exponential backoff, for `retry_methods` only. `read_retries` (default `retries`) covers read timeouts.
 
-    `backoff=0` also makes the 429/503 backoff zero (tests). The final response is returned, not raised,
-    so each client can turn the service's own error body into a message.
+    `backoff=0` also makes the 429/503 backoff zero (tests); `sleep`/`clock` let a test run rate-limit waits on
+    a fake clock. The final response is returned, not raised, so each client can turn the service's own error
+    body into a message.
     """
     retry = Retry(
         total=retries,
@@ -223,7 +226,7 @@ def make_session(
     )
     session = ServiceSession(timeout, service=service, wait_budget=wait_budget,
                              limit_backoff=(LIMIT_BACKOFF if backoff else 0.0) if limit_backoff is None
-                             else limit_backoff)
+                             else limit_backoff, sleep=sleep, clock=clock)
     adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=8)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -148,13 +148,14 @@ class EconomicSimulator(Simulator):
         self.slow_above_page_size: int | None = None
         self.slow_seconds = 0.0
         self.rate_limited = 0  # 429s answered by the bucket
+        self.clock = time.monotonic  # the bucket's time source (tests share a fake one with the client)
         self._tokens = 0.0
         self._refilled = 0.0
 
     def _take_token(self) -> bool:
         if self.bucket_size is None:
             return True
-        now = time.monotonic()
+        now = self.clock()
         if not self._refilled:
             self._tokens, self._refilled = float(self.bucket_size), now
         self._tokens = min(float(self.bucket_size), self._tokens + (now - self._refilled) * self.bucket_refill_per_second)

@@ -7,7 +7,7 @@ means 100), every value a string, the CVR in a custom `cf_NNN` field found via `
 Knobs: `expire_session_after_queries` / `expiry_code`, `hidden_ids` (rows dropped after the LIMIT,
 as permission filtering does; `count(*)` still counts them), `error_style` ("code", "errorCode" or
 "errorType" field names), `entity_encode` (HTML-encode output values, as some forks do), `challenge_ttl`,
-`row_cap`, `mode` ("vtiger"/"simply").
+`row_cap`, `mode` ("vtiger"/"simply"), `clock` (the flood-control window's time source).
 As a real vTiger 8.2 does (external-apis §4.4b): a deleted or unknown record answers `missing_record_code`
 ("ACCESS_DENIED"; "RECORD_NOT_FOUND" for older installs); an unknown operation answers a PHP error page,
 not JSON (`unknown_operation="json"` gives the documented UNKNOWN_OPERATION envelope); values are returned as
@@ -296,6 +296,7 @@ class VtigerSimulator(Simulator):
         self.flood_window = 60.0
         self.flood_headers = True
         self.flood_refused = 0  # 429s answered
+        self.clock = time.monotonic  # the flood-control window's clock (tests share a fake one with the client)
         self._flood_start = 0.0
         self._flood_used = 0
         self.challenges: dict[str, tuple[str, float]] = {}  # username -> (token, expires)
@@ -355,7 +356,7 @@ class VtigerSimulator(Simulator):
     def handle(self, request: SimRequest) -> SimResponse:
         if self.flood_limit is None:
             return self._handle(request)
-        now = time.monotonic()
+        now = self.clock()
         if now - self._flood_start >= self.flood_window:
             self._flood_start, self._flood_used = now, 0
         reset = self._flood_start + self.flood_window - now
