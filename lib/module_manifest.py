@@ -58,7 +58,7 @@ KEYS: tuple[Key, ...] = (
     Key("required_role", "string", False, '`"viewer"`', "lowest role that sees the module's pages: viewer, operator or admin"),
     Key("reads", "list of strings", False, "`[]`", "core tables the module may read (SELECT only), e.g. `[\"customers\"]`; every other table outside its prefix is refused by the database"),
     Key("settings", "list of objects", False, "`[]`", "settings the Modules page edits: `{\"key\", \"type\", \"default\", \"description\"}` plus `min`/`max`/`choices` (see Settings)"),
-    Key("jobs", "object", False, "`{}`", "job name → `\"file.py:function\"`; run with `python manage.py modules run NAME JOB`"),
+    Key("jobs", "list of objects", False, "`[]`", "`{\"name\": \"refresh\", \"file\": \"job.py\", \"class\": \"RefreshJob\", \"title\": \"…\"}`: a lib.jobs.contract.Job subclass, kind `MODULE.name`"),
 )
 KNOWN_KEYS = tuple(k.name for k in KEYS)
 
@@ -172,6 +172,19 @@ def _settings(raw: Any, bad, warnings: list[str], where: str) -> tuple[SettingSp
 
 
 @dataclass(frozen=True)
+class JobSpec:
+    """A job the module declares; lib.jobs.registry builds it as kind "MODULE.name"."""
+
+    name: str
+    file: str
+    cls: str
+    title: str
+
+
+JOB_FIELDS = ("name", "file", "class", "title")
+
+
+@dataclass(frozen=True)
 class Dependency:
     name: str
     specifier: SpecifierSet
@@ -199,7 +212,7 @@ class Manifest:
     required_role: str = "viewer"
     reads: tuple[str, ...] = ()
     settings: tuple[SettingSpec, ...] = ()
-    jobs: dict[str, str] = field(default_factory=dict)
+    jobs: tuple[JobSpec, ...] = ()
     warnings: tuple[str, ...] = ()
 
     @property
@@ -385,18 +398,29 @@ def validate_manifest(data: dict[str, Any], path: Path) -> Manifest:
         bad("reads", 'a list of table names like ["customers"]', reads)
         reads = []
     settings = _settings(data.get("settings"), bad, warnings, where)
-    jobs = data.get("jobs", {})
-    if not isinstance(jobs, dict):
-        bad("jobs", 'an object like {"watch": "job.py:run"}', jobs)
-        jobs = {}
-    for job, target in list(jobs.items()):
-        m = HEALTH_PATTERN.match(target) if isinstance(target, str) else None
-        if not re.fullmatch(r"[a-z][a-z0-9_]*", job) or not m or ".." in target:
-            bad(f"jobs.{job}", '"file.py:function" naming a function in the module folder', target)
-            jobs.pop(job)
-        elif not (path.parent / m.group("file")).is_file():
-            bad(f"jobs.{job}", f"an existing file, but {path.parent / m.group('file')} does not exist", target)
-            jobs.pop(job)
+    jobs: list[JobSpec] = []
+    raw_jobs = data.get("jobs", [])
+    if not isinstance(raw_jobs, list):
+        bad("jobs", 'a list of {"name", "file", "class", "title"} objects', raw_jobs)
+        raw_jobs = []
+    for i, item in enumerate(raw_jobs):
+        if not isinstance(item, dict):
+            bad(f"jobs[{i}]", 'an object {"name": "refresh", "file": "job.py", "class": "RefreshJob", "title": "…"}',
+                item)
+            continue
+        job_name, file, cls = item.get("name"), item.get("file"), item.get("class")
+        rel = PurePosixPath(file) if isinstance(file, str) else None
+        if not isinstance(job_name, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", job_name):
+            bad(f"jobs[{i}].name", "lower-case letters, digits and _", job_name)
+        elif rel is None or rel.is_absolute() or ".." in rel.parts or rel.suffix != ".py":
+            bad(f"jobs[{i}].file", "a .py file inside the module folder, like job.py", file)
+        elif not (path.parent / rel).is_file():
+            bad(f"jobs[{i}].file", f"an existing file, but {path.parent / rel} does not exist", file)
+        elif not isinstance(cls, str) or not cls.isidentifier():
+            bad(f"jobs[{i}].class", "the name of a lib.jobs.contract.Job subclass in that file", cls)
+        else:
+            title = item.get("title") if isinstance(item.get("title"), str) else job_name
+            jobs.append(JobSpec(job_name, file, cls, title))
 
     if problems:
         raise ManifestError(problems + warnings)
@@ -404,6 +428,6 @@ def validate_manifest(data: dict[str, Any], path: Path) -> Manifest:
         name=name, version=version, description=description, path=path, title=title, author=author,
         enabled=enabled, dependencies=tuple(dependencies), hub_version=hub_version, table_prefix=prefix,
         pages=tuple(pages), config=dict(config), health=health, health_timeout=float(health_timeout),
-        required_role=required_role, reads=tuple(dict.fromkeys(reads)), settings=settings, jobs=dict(jobs),
+        required_role=required_role, reads=tuple(dict.fromkeys(reads)), settings=settings, jobs=tuple(jobs),
         warnings=tuple(warnings),
     )

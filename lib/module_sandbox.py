@@ -107,6 +107,8 @@ class SqliteAuthorizer:
             names = [arg1] if action in (DROP_TABLE, DROP_VIEW, CREATE_TABLE, CREATE_VIEW, CREATE_TEMP_TABLE,
                                          CREATE_TEMP_VIEW, DROP_TEMP_TABLE, DROP_TEMP_VIEW, CREATE_VTABLE,
                                          DROP_VTABLE, REINDEX, ANALYZE) else [arg1, arg2]
+            if action in (CREATE_INDEX, DROP_INDEX) and (arg1 or "").startswith(f"sqlite_autoindex_{arg2}_"):
+                names = [arg2]  # SQLite's own index for a UNIQUE or PRIMARY KEY constraint of that table
             for name in names:
                 if name is not None and not s.owns(name):
                     return self._deny(f"{_CREATE_DROP[action]} '{name}'{where}: module {s.module} may only create "

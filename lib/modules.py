@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
@@ -976,6 +976,14 @@ def module_connection(name: str, engine: Engine | None = None) -> Iterator[Conne
     finally:
         conn.invalidate()
         conn.close()
+
+
+def module_code(module: str, relative: str):
+    """Import one Python file of the module's folder (its own helpers: `module_code("cvr_watch", "watch.py")`)."""
+    manifest = _manifest_of(module)
+    if manifest is None:
+        raise InputError(f"no usable module named {module!r}")
+    return load_module_file(manifest, relative, PurePosixPath(relative).stem)
 
 
 def module_table(module: str, table: str) -> str:

@@ -48,7 +48,7 @@ def test_required_keys_are_required_and_documented_keys_are_known(tmp_path):
     full = {**base, "title": "Demo", "author": "a", "enabled": True, "dependencies": ["other>=1"], "hub_version": ">=1",
             "table_prefix": "demo_", "pages": [{"file": "page.py", "title": "P", "icon": ":material/home:"}],
             "config": {"READ_ONLY": True}, "health": "health.py:check", "health_timeout": 2, "required_role": "admin",
-            "reads": ["customers"], "jobs": {"sync": "health.py:check"},
+            "reads": ["customers"], "jobs": [{"name": "sync", "file": "health.py", "class": "SyncJob", "title": "Sync"}],
             "settings": [{"key": "PAGE_SIZE", "type": "int", "default": 50, "description": "rows", "min": 1, "max": 500},
                          {"key": "MODE", "type": "choice", "default": "a", "choices": ["a", "b"]},
                          {"key": "API_TOKEN", "type": "secret"}]}
@@ -80,7 +80,8 @@ def test_required_keys_are_required_and_documented_keys_are_known(tmp_path):
         ("settings", [{"key": "M", "type": "choice"}], 'key "settings[0].choices": expected a non-empty list'),
         ("settings", [{"key": "READ_ONLY", "type": "str"}], "READ_ONLY is a safety switch"),
         ("settings", [{"key": "T", "type": "secret", "default": "x"}], 'key "settings[0].default": expected no'),
-        ("jobs", {"sync": "nope.py:run"}, "does not exist"),
+        ("jobs", [{"name": "sync", "file": "nope.py", "class": "SyncJob"}], "does not exist"),
+        ("jobs", {"sync": "health.py:check"}, 'key "jobs": expected a list'),
     ],
 )
 def test_errors_name_the_file_the_key_and_the_expectation(tmp_path, key, value, expected):

@@ -63,6 +63,8 @@ class CvrApiSimulator(Simulator):
         protected: bool = False,
         owners: list[str] | None = None,
         pno: int | None = None,
+        creditbankrupt: bool = False,
+        creditstatus: str | None = None,
     ) -> dict[str, Any]:
         """Register a company (CVR from `cvr`, else `make_cvr(seed)`); returns its v6 object."""
         if cvr is None:
@@ -78,7 +80,7 @@ class CvrApiSimulator(Simulator):
             "cityname": None, "protected": protected, "phone": phone, "email": email, "fax": None,
             "startdate": startdate, "enddate": enddate, "employees": employees, "addressco": None,
             "industrycode": industrycode, "industrydesc": industrydesc, "companycode": companycode,
-            "companydesc": companydesc, "creditstartdate": None, "creditbankrupt": False, "creditstatus": None,
+            "companydesc": companydesc, "creditstartdate": None, "creditbankrupt": creditbankrupt, "creditstatus": creditstatus,
             "owners": [{"name": o} for o in owners] if owners else None, "productionunits": [unit],
             "t": 100, "version": 6,
         }

@@ -40,6 +40,11 @@ class DemoCompany:
     hub_economic_number: int | None = None  # a link the Hub already has (may be stale)
     hub_vtiger_linked: bool = False
     hub_simply_linked: bool = False
+    # the register now, where it changed after the Hub recorded the company (modules/cvr_watch finds these)
+    register_name: str | None = None
+    register_address: tuple[str, str, str] | None = None  # (address, zipcode, city)
+    creditbankrupt: bool = False
+    creditstatus: str | None = None
 
     @property
     def cvr(self) -> str:
@@ -72,12 +77,14 @@ COMPANIES: tuple[DemoCompany, ...] = (
                 economic_number=1008, economic_cvr=None),
     DemoCompany("noerrebro", 109, "Nørrebro Cykler ApS", "Nørrebrogade 150", "2200", "København N",
                 "35351010", "butik@nbcykler.dk", industry="Detailhandel med cykler",
-                economic_number=1009, hub_has_cvr=True, hub_economic_number=9009),  # stale link
+                economic_number=1009, hub_has_cvr=True, hub_economic_number=9009,  # stale link
+                register_name="Nørrebro Cykelværksted ApS", register_address=("Jagtvej 12", "2200", "København N")),
     DemoCompany("vestjysk", 110, "Vestjysk Tag & Facade ApS", "Fabriksvej 22", "6950", "Ringkøbing",
                 "97321414", "tag@vjtf.dk", industry="Tagdækning", vtiger_id=4210, crm_cvr="invalid"),
     DemoCompany("graesroedder", 111, "Græsrødder Landskab ApS", "Skovbrynet 5", "3400", "Hillerød",
                 "48241515", "have@graesroedder.dk", industry="Anlægsgartnere", simply_id=5111,
-                crm_cvr="other", hub_has_cvr=True),
+                crm_cvr="other", hub_has_cvr=True, enddate="30/09 - 2026", creditbankrupt=True,
+                creditstatus="Under konkursbehandling"),
     DemoCompany("soestrene", 112, "Søstrene Åbjerg Design ApS", "Vestergade 31", "5000", "Odense C",
                 "66121616", "hej@aabjerg.dk", industry="Industriel design", vtiger_id=4212,
                 hub_vtiger_linked=True),
@@ -116,16 +123,19 @@ def _format_cvr(cvr: str, style: str | None) -> str:
 
 
 def cvr_register() -> list[dict]:
-    """Keyword arguments for `CvrApiSimulator.add_company`, one per company in the register."""
-    return [
-        {
-            "cvr": c.cvr, "name": c.name, "address": c.address, "zipcode": c.zipcode, "city": c.city,
+    """Keyword arguments for `CvrApiSimulator.add_company`, one per company in the register (as it is now)."""
+    out = []
+    for c in COMPANIES:
+        if not c.in_cvr_register:
+            continue
+        address, zipcode, city = c.register_address or (c.address, c.zipcode, c.city)
+        out.append({
+            "cvr": c.cvr, "name": c.register_name or c.name, "address": address, "zipcode": zipcode, "city": city,
             "phone": c.phone or None, "email": c.email or None, "industrydesc": c.industry,
-            "startdate": c.startdate, "enddate": c.enddate,
-        }
-        for c in COMPANIES
-        if c.in_cvr_register
-    ]
+            "startdate": c.startdate, "enddate": c.enddate, "creditbankrupt": c.creditbankrupt,
+            "creditstatus": c.creditstatus,
+        })
+    return out
 
 
 def economic_customers() -> list[dict]:
