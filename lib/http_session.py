@@ -62,6 +62,14 @@ def _number(value: str | None) -> float | None:
         return None
 
 
+def _daily_limit_used_up(response: requests.Response) -> bool:
+    """vTiger Cloud's rolling daily limit is spent: `X-RateLimit-Remaining: 0` beside its `X-RateLimit-DailyLimit`,
+    with no reset time, so no wait within a job's budget would help."""
+    return (response.status_code == 429 and _header(response, "X-RateLimit-DailyLimit") is not None
+            and _number(_header(response, "X-RateLimit-Remaining")) == 0
+            and _header(response, "X-RateLimit-Reset") is None)
+
+
 class ServiceSession(requests.Session):
     """A Session with a default timeout that paces itself by the service's rate-limit headers.
 
@@ -119,6 +127,9 @@ class ServiceSession(requests.Session):
             if response.status_code not in LIMIT_STATUSES:
                 return response
             wait = self._limit_wait(response, attempt)
+            if _daily_limit_used_up(response):
+                self.gave_up = "the daily request limit is used up (X-RateLimit-Remaining: 0); it frees up over 24 h"
+                return response
             if self.wait_budget <= 0 or wait > self.budget_left or attempt >= MAX_LIMIT_ATTEMPTS:
                 if attempt >= MAX_LIMIT_ATTEMPTS:
                     self.gave_up = f"refused {attempt + 1} times in a row"

@@ -148,6 +148,15 @@ def test_the_wait_budget_ends_a_blocked_job_with_a_clear_message(vt):
     assert vt.counts["login"] == 1 and not waits  # an hour does not fit in 0.3 s: no pointless sleeping
 
 
+def test_a_used_up_daily_limit_stops_at_once_without_waiting(vt):
+    """vTiger Cloud's daily limit (X-RateLimit-Remaining: 0, no reset time): no wait inside a job would help."""
+    vt.accounts = [make_account(1, "A")]
+    vt.daily_limit = 3  # getchallenge, login, describe
+    with client_for(vt) as client, pytest.raises(ServiceQuotaError, match="daily request limit is used up"):
+        list(client.iter_accounts())
+    assert client.session.waited == 0 and vt.flood_refused == 1
+
+
 def test_waits_are_reported_with_seconds_and_service(vt):
     vt.accounts = [make_account(1, "A")]
     vt.inject(429, retry_after=1, when=lambda r: r.label == "getchallenge")

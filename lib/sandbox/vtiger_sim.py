@@ -14,7 +14,8 @@ not JSON (`unknown_operation="json"` gives the documented UNKNOWN_OPERATION enve
 stored (decoded once: a stored "&amp;" stays "&amp;"); getchallenge for an unknown user is ACCESS_DENIED.
 As vTiger Cloud does (§4.6): `flood_limit` requests per `flood_window` seconds (None = no limit, as
 self-hosted), answered with X-FloodControl-* headers on every reply (`flood_headers=False`: a bare 429) and
-HTTP 429 without Retry-After once the window is used up.
+HTTP 429 without Retry-After once the window is used up; `daily_limit` adds the rolling daily limit with
+X-RateLimit-DailyLimit / X-RateLimit-Remaining.
 """
 
 from __future__ import annotations
@@ -295,6 +296,8 @@ class VtigerSimulator(Simulator):
         self.flood_limit: int | None = None
         self.flood_window = 60.0
         self.flood_headers = True
+        self.daily_limit: int | None = None  # vTiger Cloud's rolling 24 h limit (X-RateLimit-*), None = off
+        self.daily_used = 0
         self.flood_refused = 0  # 429s answered
         self.clock = time.monotonic  # the flood-control window's clock (tests share a fake one with the client)
         self._flood_start = 0.0
@@ -354,6 +357,20 @@ class VtigerSimulator(Simulator):
         return next((a for a in self.accounts if a.get("id") == record_id), None)
 
     def handle(self, request: SimRequest) -> SimResponse:
+        if self.daily_limit is not None:
+            if self.daily_used >= self.daily_limit:
+                self.flood_refused += 1
+                response = SimResponse.json(429, {"success": False, "error": {
+                    "code": "TOO_MANY_REQUESTS", "message": "Daily API limit exceeded"}})
+            else:
+                self.daily_used += 1
+                response = self._flood(request)
+            response.headers.update({"X-RateLimit-DailyLimit": str(self.daily_limit),
+                                     "X-RateLimit-Remaining": str(self.daily_limit - self.daily_used)})
+            return response
+        return self._flood(request)
+
+    def _flood(self, request: SimRequest) -> SimResponse:
         if self.flood_limit is None:
             return self._handle(request)
         now = self.clock()
