@@ -101,17 +101,13 @@ def _create() -> None:
     st.session_state["customer_filter"] = "all"
     st.session_state["customer_page"] = 1
     st.session_state["customer_pick"] = new_id
-    st.session_state["customer_extra"] = new_id
+    st.session_state["customer_extra"] = (new_id, st.session_state["customer_search"])
     st.session_state["customer_message"] = ("ok", f"Created customer {new_id}; it is open below.")
-
-
-def _search_changed() -> None:
-    st.session_state.pop("customer_extra", None)
 
 
 left, middle, right = st.columns([3, 2, 1])
 query = left.text_input("Search", key="customer_search", placeholder="Name, CVR or e-conomic number",
-                        max_chars=SEARCH_LIMIT, on_change=_search_changed)
+                        max_chars=SEARCH_LIMIT)
 filter_name = middle.selectbox("Show", list(FILTERS), format_func=FILTER_LABELS.get, key="customer_filter")
 page_no = right.number_input("Page", min_value=1, value=1, step=1, key="customer_page")
 try:
@@ -182,10 +178,14 @@ def _read_only_details(customer: dict) -> None:
                  hide_index=True, width="stretch")
 
 
-if result.rows or st.session_state.get("customer_extra"):
+# a customer just created stays in the list while the search is the one its creation set
+extra, created_for = st.session_state.get("customer_extra") or (None, None)
+if extra is not None and (created_for != query or filter_name != "all"):
+    st.session_state.pop("customer_extra", None)
+    extra = None
+if result.rows or extra is not None:
     options = [r["id"] for r in result.rows]
     labels = {r["id"]: f"{r['name']} ({r['cvr_number'] or 'no CVR'})" for r in result.rows}
-    extra = st.session_state.get("customer_extra")
     if extra is not None and extra not in options and (found := get_customer(engine, extra)):
         options.insert(0, extra)
         labels[extra] = f"{found['name']} ({found['cvr_number'] or 'no CVR'})"
@@ -194,8 +194,8 @@ if result.rows or st.session_state.get("customer_extra"):
     if customer:
         st.subheader(customer["name"])
         if may_edit:
-            st.toggle("Subscriptions locked", value=customer["subscriptions_locked"], key=f"lock_{picked}",
-                      on_change=_toggle_lock, args=(picked,),
+            st.session_state[f"lock_{picked}"] = customer["subscriptions_locked"]  # always the stored state
+            st.toggle("Subscriptions locked", key=f"lock_{picked}", on_change=_toggle_lock, args=(picked,),
                       help="A locked customer's subscriptions are frozen: imports skip them.")
             if f"cvr_one_note_{picked}" in st.session_state:  # the CVR lookup just saved a number here
                 _forget_form(picked)

@@ -113,3 +113,31 @@ def test_search_with_like_metacharacters_and_refusals(engine):
     at.text_input(key="customer_search").input("a\x00").run()
     no_exception(at)
     assert "Search not run: the search contains the control character U+0000" in texts(at)
+
+
+def test_lock_toggle_shows_the_stored_state_after_a_change_elsewhere(engine):
+    a, _ = _seed(engine)
+    at = no_exception(app("app_pages/customers.py").run())
+    assert at.toggle(key=f"lock_{a}").value is False
+    update_customer(engine, a, {"subscriptions_locked": True}, user="bob@bmc.dk")
+    at.run()
+    assert at.toggle(key=f"lock_{a}").value is True
+    at.toggle(key=f"lock_{a}").set_value(False).run()
+    no_exception(at)
+    assert get_customer(engine, a)["subscriptions_locked"] is False
+    assert at.toggle(key=f"lock_{a}").value is False
+
+
+def test_the_created_customer_leaves_the_list_when_the_search_changes(engine):
+    a, _ = _seed(engine)
+    for i in range(3):
+        create_customer(engine, {"name": f"Gamma {i} ApS"}, user="seed")
+    at = no_exception(app("app_pages/customers.py").run())
+    at.text_input(key="n_name").input("Gamma")
+    at.button(key="create_customer").click().run()
+    new_id = at.selectbox(key="customer_pick").value
+    assert get_customer(engine, new_id)["name"] == "Gamma" and at.text_input(key="customer_search").value == "Gamma"
+    at.text_input(key="customer_search").input("Alfa").run()
+    no_exception(at)
+    assert at.selectbox(key="customer_pick").options == ["Alfa ApS (no CVR)"]
+    assert at.selectbox(key="customer_pick").value == a
