@@ -155,18 +155,22 @@ class ServiceSession(requests.Session):
 
     # internals
     def _limit_wait(self, response: requests.Response, attempt: int) -> float:
-        """Seconds to wait before retrying a 429/503: Retry-After, else the window's reset, else backoff."""
+        """Seconds to wait before retrying a 429/503: Retry-After, else the window's reset, else backoff.
+
+        A header saying "0" again after a retry gets the backoff's lower bound, so we never hammer."""
+        told: float | None = None
         retry_after = _header(response, "Retry-After")
         if retry_after is not None:
             try:
-                return max(0.0, Retry().parse_retry_after(retry_after.strip()))
+                told = max(0.0, Retry().parse_retry_after(retry_after.strip()))
             except InvalidHeader:
                 pass  # unreadable: fall through to the window headers or backoff
-        reset = self._reset_seconds(response)
-        if reset is not None:
-            return reset
-        half = min(self.limit_backoff_cap, self.limit_backoff * (2 ** attempt)) / 2
-        return half + self._jitter.uniform(0, half)
+        if told is None:
+            told = self._reset_seconds(response)
+        backoff = min(self.limit_backoff_cap, self.limit_backoff * (2 ** attempt)) / 2
+        if told is not None:
+            return max(told, backoff) if attempt else told
+        return backoff + self._jitter.uniform(0, backoff)
 
     def _reset_seconds(self, response: requests.Response) -> float | None:
         value = _number(_header(response, "X-FloodControl-Reset", "X-RateLimit-Reset", "RateLimit-Reset"))
