@@ -211,7 +211,7 @@ def make_session(
     read_retries: int | None = None,
     backoff: float = DEFAULT_BACKOFF,
     retry_methods: Iterable[str] = ("GET", "HEAD", "PUT", "DELETE", "OPTIONS"),
-    wait_budget: float = DEFAULT_WAIT_BUDGET,
+    wait_budget: float | None = None,
     service: str = "",
     limit_backoff: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -219,6 +219,7 @@ def make_session(
 ) -> ServiceSession:
     """A ServiceSession; urllib3 retries connection failures and 500/502/504 `retries` times with jittered
     exponential backoff, for `retry_methods` only. `read_retries` (default `retries`) covers read timeouts.
+    `wait_budget` defaults to DEFAULT_WAIT_BUDGET, or to 0 with `retries=0`: "no retries" means none at all.
 
     `backoff=0` also makes the 429/503 backoff zero (tests); `sleep`/`clock` let a test run rate-limit waits on
     a fake clock. The final response is returned, not raised, so each client can turn the service's own error
@@ -239,6 +240,8 @@ def make_session(
         raise_on_status=False,
         raise_on_redirect=False,
     )
+    if wait_budget is None:
+        wait_budget = DEFAULT_WAIT_BUDGET if retries else 0.0
     session = ServiceSession(timeout, service=service, wait_budget=wait_budget,
                              limit_backoff=(LIMIT_BACKOFF if backoff else 0.0) if limit_backoff is None
                              else limit_backoff, sleep=sleep, clock=clock)
