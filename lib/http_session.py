@@ -13,6 +13,7 @@ Two layers, each doing what it is good at:
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -37,6 +38,7 @@ WAIT_REPORT_EVERY = 5.0  # seconds between on_wait reports during one long wait
 EPOCH_THRESHOLD = 1_000_000_000  # a Reset value above this is a Unix time, below it a number of seconds
 
 WaitCallback = Callable[[float, str], None]
+log = logging.getLogger("hub.http")
 
 
 class ServiceNotFound(ServiceError):
@@ -193,6 +195,9 @@ class ServiceSession(requests.Session):
     def _wait(self, seconds: float) -> None:
         """Sleep `seconds`, reporting the time left through on_wait every few seconds."""
         self.waits += 1
+        # one line per wait on stderr (the CLI shows it; pages get on_wait), with the budget it spends
+        log.info("waiting for a rate limit", extra={"service": self.service or "the service",
+                                                    "seconds": round(seconds, 1), "budget_left": round(self.budget_left)})
         left = seconds
         while left > 0:
             if self.on_wait is not None:

@@ -157,7 +157,9 @@ def test_a_used_up_daily_limit_stops_at_once_without_waiting(vt):
     assert client.session.waited == 0 and vt.flood_refused == 1
 
 
-def test_waits_are_reported_with_seconds_and_service(vt):
+def test_waits_are_reported_with_seconds_and_service(vt, caplog):
+    """To the job's progress through on_wait, and as a log line (the CLI's stderr)."""
+    caplog.set_level("INFO", logger="hub.http")
     vt.accounts = [make_account(1, "A")]
     vt.inject(429, retry_after=1, when=lambda r: r.label == "getchallenge")
     waits: list[tuple[float, str]] = []
@@ -165,6 +167,8 @@ def test_waits_are_reported_with_seconds_and_service(vt):
         client.session.on_wait = lambda seconds, service: waits.append((seconds, service))
         client.login()
     assert waits == [(1.0, "vTiger")]
+    [record] = [r for r in caplog.records if r.name == "hub.http"]
+    assert record.getMessage() == "waiting for a rate limit" and (record.service, record.seconds) == ("vTiger", 1.0)
 
 
 # --- deleted records ------------------------------------------------------------------------------------------
