@@ -640,7 +640,7 @@ class _Reader:
 
     def receive(self) -> tuple:
         """The child's next message; a child that died or overran its limits becomes WorkbookRefused."""
-        deadline = time.monotonic() + self.limits.seconds + 10
+        deadline = time.monotonic() + 2 * self.limits.seconds + 30  # CPU is limited in the child; this is for a hang
         head = self._read_exactly(8, deadline)
         body = self._read_exactly(struct.unpack("<Q", head)[0], deadline) if head is not None else None
         if body is None:
