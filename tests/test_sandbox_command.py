@@ -113,3 +113,30 @@ def test_wait_gives_up_with_exit_2_when_no_sandbox_writes_the_file(tmp_path):
                              "--timeout", "1"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert waited.returncode == 2
     assert "was not written" in waited.stderr and len(waited.stderr.strip().splitlines()) == 1
+
+
+def test_sandbox_can_answer_like_vtiger_cloud(capsys):
+    """`--vtiger-per-minute 2`: the third request in a minute gets 429 with the flood-control headers."""
+    import requests
+
+    base = _free_base()
+    stop = threading.Event()
+    args = argparse.Namespace(port_base=base, vtiger_per_minute=2)
+    worker = threading.Thread(target=sandbox_command.run, args=(args, stop))
+    worker.start()
+    try:
+        out = ""
+        for _ in range(200):
+            out += capsys.readouterr().out
+            if "Ctrl-C" in out:
+                break
+            time.sleep(0.05)
+        url = _exports(out)["VTIGER_URL"]
+        answers = [requests.get(f"{url}/webservice.php", params={"operation": "getchallenge", "username": "admin"},
+                                timeout=10) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert answers[0].headers["X-FloodControl-MinuteLimit"] == "2" and "like vTiger Cloud" in out
+    finally:
+        stop.set()
+        worker.join(10)
+    assert not worker.is_alive()

@@ -1,4 +1,5 @@
-"""`manage.py sandbox [--port-base N] [--env-file FILE]`: run all simulators with demo data until Ctrl-C;
+"""`manage.py sandbox [--port-base N] [--env-file FILE] [--vtiger-per-minute N]`: run all simulators with demo
+data until Ctrl-C (optionally with vTiger Cloud's per-minute limit);
 `manage.py sandbox --wait FILE`: wait until a sandbox started with `--env-file FILE` answers."""
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start nothing: wait until a sandbox started with --env-file FILE answers (exit 0), "
                              "or give up after --timeout seconds (exit 2)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds --wait waits (default 30)")
+    parser.add_argument("--vtiger-per-minute", type=int, metavar="N",
+                        help="answer like vTiger Cloud: N requests a minute, X-FloodControl-* headers, then HTTP 429 "
+                             "(30, 60 or 90 are the editions' limits)")
 
 
 def answers(url: str) -> bool:
@@ -78,16 +82,24 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     except OSError as exc:
         raise InputError(f"cannot listen on ports {args.port_base}-{args.port_base + 3}: {exc.strerror}") from None
     env_file = Path(args.env_file) if getattr(args, "env_file", None) else None
+    per_minute = getattr(args, "vtiger_per_minute", None)
+    if per_minute is not None and per_minute < 1:
+        sandbox.stop()
+        raise InputError(f"--vtiger-per-minute must be at least 1, got {per_minute}")
     try:
         env = sandbox.env()
         silent = [name for name in URL_SETTINGS if not answers(env[name])]
         if silent:
             raise InputError(f"the sandbox started but {', '.join(silent)} does not answer")
+        if per_minute is not None:  # after the start-up check, so that check does not count
+            sandbox.vtiger.flood_limit = per_minute
         if env_file:
             write_env_file(env_file, env)
         print("# BMC Hub sandbox is running. Point the Hub at it with:")
         for name, value in env.items():
             print(f"export {name}='{value}'")
+        if per_minute is not None:
+            print(f"# vTiger answers like vTiger Cloud: {per_minute} requests a minute, then HTTP 429")
         print("# then: python manage.py demo-data  (on an empty database). Ctrl-C stops the sandbox.", flush=True)
         (stop or threading.Event()).wait()
     except KeyboardInterrupt:
