@@ -102,18 +102,18 @@ def test_every_field_has_a_limit_at_exactly_its_number(engine):
     _no_run_left_running(engine)
 
 
-@pytest.mark.parametrize("field", TEXT_COLUMNS)
-def test_the_database_holds_the_same_limits(engine, field):
+def test_the_database_holds_the_same_limits(engine):
     """Migration 012: a writer that skips lib/customers.py still cannot store an over-long value."""
-    limit = FIELD_LIMITS[field]
-    with engine.begin() as conn:
-        cid = insert_row(conn, "customers", {"name": "Limit ApS", field: "z" * limit} if field != "name"
-                         else {"name": "z" * limit}, run_id=None, user="sql")
-    with pytest.raises(IntegrityError, match=field), engine.begin() as conn:
-        conn.execute(text(f"UPDATE customers SET {field} = :v WHERE id = :id"), {"v": "z" * (limit + 1), "id": cid})
-    with pytest.raises(IntegrityError, match=field), engine.begin() as conn:
-        values = {"name": "Other ApS", field: "z" * (limit + 1)} if field != "name" else {"name": "z" * (limit + 1)}
-        insert_row(conn, "customers", values, run_id=None, user="sql")
+    for field in TEXT_COLUMNS:
+        limit = FIELD_LIMITS[field]
+        with engine.begin() as conn:
+            cid = insert_row(conn, "customers", {"name": "Limit ApS", field: "z" * limit} if field != "name"
+                             else {"name": "z" * limit}, run_id=None, user="sql")
+        with pytest.raises(IntegrityError, match=field), engine.begin() as conn:
+            conn.execute(text(f"UPDATE customers SET {field} = :v WHERE id = :id"), {"v": "z" * (limit + 1), "id": cid})
+        with pytest.raises(IntegrityError, match=field), engine.begin() as conn:
+            values = {"name": "Other ApS", field: "z" * (limit + 1)} if field != "name" else {"name": "z" * (limit + 1)}
+            insert_row(conn, "customers", values, run_id=None, user="sql")
 
 
 def test_the_database_refuses_nul_in_customer_text(engine):
@@ -180,3 +180,31 @@ def test_expected_names_only_customer_fields(engine):
     cid = create_customer(engine, {"name": "Alfa ApS"}, user="seed")
     with pytest.raises(InputError, match="not customer fields: password"):
         update_customer(engine, cid, {"phone": "1"}, user="ann", expected={"password": "x"})
+
+
+def test_012_applies_over_legacy_long_values_and_the_row_stays_fixable(db_url, tmp_path):
+    """An installation that already stored an over-long value upgrades; the value is kept and can be shortened."""
+    from lib.db import get_engine
+    from lib.migrations import migrate, migrate_core
+    from tests.conftest import ROOT
+
+    engine = get_engine(db_url)
+    before = tmp_path / "until-011"
+    before.mkdir()
+    for path in sorted((ROOT / "migrations").glob("*.sql")):
+        if path.name < "012":
+            (before / path.name).write_bytes(path.read_bytes())
+    migrate(engine, before)
+    legacy = "a" * 1000
+    with engine.begin() as conn:
+        cid = conn.execute(text("INSERT INTO customers (name, address) VALUES ('Legacy ApS', :a) RETURNING id"),
+                           {"a": legacy}).scalar_one()
+    assert 12 in [f.version for f in migrate_core(engine)]
+    assert get_customer(engine, cid)["address"] == legacy
+    with pytest.raises(CustomerInvalid) as err:  # a write checks the whole row: the message names the long field
+        update_customer(engine, cid, {"phone": "12345678"}, user="ann")
+    assert err.value.errors == {"address": "is longer than the 300 characters the database allows"}
+    update_customer(engine, cid, {"address": "Kort vej 1", "phone": "12345678"}, user="ann")
+    stored = get_customer(engine, cid)
+    assert stored["address"] == "Kort vej 1" and stored["phone"] == "12345678"
+    _no_run_left_running(engine)
