@@ -309,6 +309,15 @@ def record_preview(engine: Engine, kind: str, *, user: str, parameters: dict | N
     return run
 
 
+def _zombie(pid: int) -> bool:
+    """A process that ended but was not reaped (a detached worker whose init does not reap) still answers kill 0."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def lock_is_stale(lock: dict, stale_after: timedelta) -> str | None:
     """Why the holder of `lock` is dead, or None while it is alive.
 
@@ -329,6 +338,8 @@ def lock_is_stale(lock: dict, stale_after: timedelta) -> str | None:
             return f"process {lock['owner']} is gone"
         except PermissionError:
             pass
+        if _zombie(int(pid)):
+            return f"process {lock['owner']} is gone (exited, not yet reaped)"
         return None
     heartbeat = as_datetime(lock["heartbeat_at"])
     if heartbeat is not None and utcnow() - heartbeat > stale_after:

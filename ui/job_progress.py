@@ -67,7 +67,7 @@ def show_outcome(run: dict) -> None:
 
 
 def _all_running(engine: Engine, me: Actor) -> None:
-    runs = running_runs(engine)
+    runs = [r for r in (refresh(engine, r["run_id"]) for r in running_runs(engine)) if r["status"] == "running"]
     if not runs:
         st.caption("No job is running.")
         return
