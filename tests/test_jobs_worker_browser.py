@@ -128,6 +128,7 @@ def test_apply_goes_on_while_away_and_after_a_reload(engine, export_30k, streaml
     assert get_run(engine, run["run_id"])["status"] == "succeeded"
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite: tests/test_job_worker.py (lib level)
 def test_cancel_keeps_the_written_chunks_and_undo_reverts_them(engine, export_30k, streamlit_server,  # noqa: F811
                                                                browser_page):  # noqa: F811
     seed_customers(engine, CUSTOMERS)
@@ -140,8 +141,7 @@ def test_cancel_keeps_the_written_chunks_and_undo_reverts_them(engine, export_30
         run = apply_run_with_progress(engine)
         busy.hold()
         page.get_by_role("button", name="Cancel").click()
-        if engine.dialect.name != "sqlite":  # SQLite: the page's cancel request waits for the busy database too
-            page.get_by_text("Cancel requested by local-admin").wait_for()
+        page.get_by_text("Cancel requested by local-admin").wait_for()
     finally:
         busy.release()
     page.get_by_text(f"Run {run['run_id']} was cancelled by local-admin after").wait_for(timeout=60_000)
