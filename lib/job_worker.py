@@ -8,6 +8,7 @@ Cancel, and closes the run on every path: succeeded, stopped (an outside service
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from lib.audit import utcnow
 from lib.config import PROJECT_ROOT, get_settings
 from lib.db import write_transaction
 from lib.errors import HubError, InputError, ServiceError
-from lib.roles import require_role
+from lib.roles import Actor, require_role
 from lib.runs import (
     RUN_COLUMNS,
     Run,
@@ -47,12 +48,16 @@ JobStep = Callable[[Engine, Run, dict], dict]
 
 @dataclass(frozen=True)
 class WorkerJob:
-    """What the worker can run for one kind: a preview (stores a plan) and an apply; both return the result."""
+    """What the worker can run for one kind: a preview (stores a plan) and an apply; both return the result.
+
+    Without steps the kind's job on the contract (lib.jobs.registry) is applied through the job runner, which
+    adopts the run, checks Cancel between chunks and closes the run itself.
+    """
 
     kind: str
     role: str
-    preview: JobStep | None
-    apply: JobStep
+    preview: JobStep | None = None
+    apply: JobStep | None = None
 
 
 _JOBS: dict[str, WorkerJob] = {}
@@ -66,10 +71,11 @@ def register(job: WorkerJob) -> WorkerJob:
 def worker_job(kind: str) -> WorkerJob:
     if not _JOBS:
         import lib.worker_jobs  # noqa: F401 - registers the core jobs
-    try:
+    if kind in _JOBS:
         return _JOBS[kind]
-    except KeyError:
-        raise InputError(f"no job of kind {kind!r} can run in a worker") from None
+    from lib.jobs.registry import get_job
+
+    return WorkerJob(kind, get_job(kind).required_role)
 
 
 def jobs_dir() -> Path:
@@ -159,9 +165,11 @@ class Progress:
 
 def execute(engine: Engine, run_id: int) -> str:
     """Run the job recorded as `run_id` in this process; returns the run's final status."""
-    run = adopt_run(engine, run_id)
     record = get_run(engine, run_id)
     params = record["parameters"]
+    if worker_job(record["kind"]).apply is None:
+        return _execute_on_runner(engine, record)
+    run = adopt_run(engine, run_id)
     try:
         job = worker_job(run.kind)
         step = job.preview if params.get("action") == PREVIEW else job.apply
@@ -179,6 +187,34 @@ def execute(engine: Engine, run_id: int) -> str:
     else:
         if get_run(engine, run_id)["status"] == "running":
             run.finish(result)
+    return get_run(engine, run_id)["status"]
+
+
+def _execute_on_runner(engine: Engine, record: dict) -> str:
+    """Apply a contract job through the runner (it adopts and closes the run); keep its error rows on the run."""
+    from lib.jobs import runner
+
+    run_id, params = record["run_id"], record["parameters"]
+    actor = Actor(record["triggered_by"], params.get("role", "viewer"))
+    reason = "the worker ended without closing the run"
+    try:
+        _plan, payload = runner.apply(record["kind"], params.get("params") or {}, params.get("approved") or [],
+                                      actor, run_id=run_id, engine=engine)
+    except HubError as exc:  # the runner recorded why on the run, unless it refused before taking it over
+        reason = str(exc)
+    else:
+        stored = get_run(engine, run_id)
+        with write_transaction(engine) as conn:  # the page shows the rows that were skipped and why
+            conn.execute(text("UPDATE runs SET stats = :s WHERE id = :id"),
+                         {"s": json.dumps({**stored["stats"], "errors": payload.get("errors", [])[:1000]},
+                                          default=str, ensure_ascii=False), "id": run_id})
+    finally:
+        if get_run(engine, run_id)["status"] == "running":  # anything the runner could not close
+            with write_transaction(engine) as conn:
+                conn.execute(text("UPDATE runs SET status = 'failed', finished_at = :now, error = :e "
+                                  "WHERE id = :id AND status = 'running'"),
+                             {"now": utcnow(), "e": reason, "id": run_id})
+                conn.execute(text("DELETE FROM run_locks WHERE run_id = :id"), {"id": run_id})
     return get_run(engine, run_id)["status"]
 
 
