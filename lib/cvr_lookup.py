@@ -17,23 +17,18 @@ from zoneinfo import ZoneInfo
 from rapidfuzz import fuzz
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
 
-from lib.audit import read_row, update_row
+from lib.audit import read_row
 from lib.company_names import normalize_company_name
 from lib.config import Settings, get_settings
 from lib.cvr_cache import FOUND as CACHE_FOUND
 from lib.cvr_cache import CvrCache, query_key, requests_today
 from lib.cvr_client import CvrClient, CvrCompany, check_user_agent, companies_in
-from lib.db import write_transaction
 from lib.errors import ConfigError, InputError, ServiceError, ServiceQuotaError
 from lib.http_session import make_session
-from lib.jobs import job_payload
 from lib.matching import MatchRecord, MatchResult, MatchSettings, judge_single, match_records
-from lib.roles import Actor, require_role
-from lib.runs import ProgressCallback, Run, job_run
+from lib.runs import ProgressCallback
 
-NAME = "cvr-lookup"
 FOUND = "found"
 AMBIGUOUS = "ambiguous"
 NOT_FOUND = "not_found"
@@ -339,7 +334,7 @@ def _lock_customer(conn: Connection, customer_id: int, lock: bool) -> dict | Non
     return read_row(conn, "customers", customer_id)
 
 
-def _why_not_writable(conn: Connection, p: CvrProposal, lock: bool) -> str | None:
+def why_not_writable(conn: Connection, p: CvrProposal, lock: bool) -> str | None:
     current = _lock_customer(conn, p.customer_id, lock)
     if current is None:
         return "the customer no longer exists"
@@ -352,121 +347,31 @@ def _why_not_writable(conn: Connection, p: CvrProposal, lock: bool) -> str | Non
     return None
 
 
-def _to_write(plan: CvrLookupPlan, approved: set[str]) -> tuple[list[CvrProposal], list[dict]]:
-    proposals = plan.by_key()
-    errors = []
-    chosen = [p for p in plan.proposals if p.outcome == FOUND]
-    for key in sorted(approved):
-        p = proposals.get(key)
-        if p is None:
-            errors.append({"customer_id": _customer_of_key(key), "message":
-                           f"approved proposal {key} is not in this lookup (the answer changed?); nothing written"})
-        elif p.outcome == FOUND:
-            continue
-        elif not p.approvable:
-            errors.append({"customer_id": p.customer_id,
-                           "message": f"proposal {key} cannot be accepted: {p.reason}"})
-        else:
-            chosen.append(p)
-    return chosen, errors
-
-
-def _customer_of_key(key: str) -> int | str:
-    head = str(key).partition(":")[0]
-    return int(head) if head.isdigit() else str(key)
-
-
-def _write(engine: Engine, plan: CvrLookupPlan, run: Run, actor: Actor, approved: set[str]) -> dict:
-    """Write the chosen proposals in one transaction (dry run: check them only); close the run; the payload."""
-    chosen, errors = _to_write(plan, approved)
-    written: list[int] = []
-    claimed: set[str] = set()
-    # writing: the write lock is taken at BEGIN on SQLite, so the re-check below holds until the commit
-    with (engine.connect() if run.dry_run else write_transaction(engine)) as conn:
-        for p in chosen:
-            problem = _why_not_writable(conn, p, lock=not run.dry_run) or (
-                f"CVR {p.cvr} is written to another customer in this run" if p.cvr in claimed else None)
-            if problem is None and not run.dry_run:
-                try:
-                    with conn.begin_nested():
-                        update_row(conn, "customers", p.customer_id, {"cvr_number": p.cvr}, run_id=run.id,
-                                   user=actor.email)
-                except IntegrityError:
-                    problem = f"CVR {p.cvr} was taken by another customer meanwhile"
-            if problem:
-                errors.append({"customer_id": p.customer_id, "message": f"not written: {problem}"})
-            else:
-                written.append(p.customer_id)
-                claimed.add(p.cvr)
-    # after the commit: progress writes the runs table on another connection, which SQLite would make wait
-    run.progress(len(chosen), len(chosen), f"{len(written)} CVR number(s) written")
-    payload = _payload(plan, run, updated=len(written), errors=errors)
-    stats = {k: payload[k] for k in COUNT_KEYS} | {"requests": plan.requests_made, "approved": len(approved)}
-    if plan.stopped:
-        run.stop(plan.stopped, stats)
-    else:
-        run.finish(stats)
-    return payload
-
-
-def _payload(plan: CvrLookupPlan, run: Run, *, updated: int, errors: list[dict]) -> dict:
-    return job_payload(
-        run_id=run.id, dry_run=run.dry_run, errors=errors, stopped=plan.stopped,
-        candidates=plan.candidates, found=plan.count(FOUND), updated=updated, not_found=plan.count(NOT_FOUND),
-        ambiguous=plan.count(AMBIGUOUS), not_asked=len(plan.not_asked), quota_exhausted=plan.quota_exhausted,
-        requests=plan.requests_made, proposals=[_public(p) for p in plan.proposals],
-    )
-
-
-def _public(p: CvrProposal) -> dict:
+def public_proposal(p: CvrProposal) -> dict:
+    """A proposal as the payload lists it."""
     return {"key": p.key, "customer_id": p.customer_id, "customer_name": p.customer_name, "outcome": p.outcome,
             "company_name": p.company_name, "cvr": p.cvr, "address": p.address, "score": p.score,
             "reason": p.reason, "ceased": p.ceased, "approvable": p.approvable}
 
 
-def apply_cvr_lookup(engine: Engine, plan: CvrLookupPlan, *, actor: Actor, approved: Iterable[str] = (),
-                     on_progress: ProgressCallback | None = None) -> dict:
-    """Write the plan's confident proposals plus the approved ambiguous ones, as one run; no outside call."""
-    require_role(actor.role, "operator", "set CVR numbers")
-    keys = set(approved)
-    parameters = plan.parameters | {"approved": sorted(keys), "source": "preview"}
-    with job_run(engine, NAME, user=actor.email, dry_run=False, parameters=parameters, on_progress=on_progress) as run:
-        return _write(engine, plan, run, actor, keys)
+# The job itself (plan → approve → apply as one run) is lib/jobs/cvr_lookup.py; these names stay for callers.
+
+def run_cvr_lookup(engine: Engine, **kwargs) -> dict:
+    """Plan, then (with `apply`) write; see lib.jobs.cvr_lookup.run_cvr_lookup."""
+    from lib.jobs.cvr_lookup import run_cvr_lookup as run
+
+    return run(engine, **kwargs)
 
 
-def run_cvr_lookup(engine: Engine, *, apply: bool, actor: Actor, limit: int | None = None,
-                   customer_ids: Iterable[int] | None = None, client: CvrClient | None = None,
-                   approved: Iterable[str] = (), on_progress: ProgressCallback | None = None) -> dict:
-    """Plan, then (with `apply`) write the confident proposals in the same run. The CLI's entry point."""
-    if apply:
-        require_role(actor.role, "operator", "set CVR numbers")
-    if limit is not None and limit < 1:
-        raise InputError(f"--limit must be at least 1, got {limit}")
-    own_client = client is None
-    client = client or make_client(engine)
-    ids = None if customer_ids is None else sorted({int(i) for i in customer_ids})
-    parameters = {"limit": limit, "customer_ids": ids}
-    try:
-        with job_run(engine, NAME, user=actor.email, dry_run=not apply, parameters=parameters,
-                     on_progress=on_progress) as run:
-            plan = plan_cvr_lookup(engine, client, limit=limit, customer_ids=ids, on_progress=run.progress)
-            return _write(engine, plan, run, actor, set(approved))
-    finally:
-        if own_client:
-            client.close()
+def apply_cvr_lookup(engine: Engine, plan: CvrLookupPlan, **kwargs) -> dict:
+    """Write a preview's proposals as one run; see lib.jobs.cvr_lookup.apply_cvr_lookup."""
+    from lib.jobs.cvr_lookup import apply_cvr_lookup as apply
+
+    return apply(engine, plan, **kwargs)
 
 
-def lookup_one(engine: Engine, customer_id: int, *, actor: Actor, apply: bool, approved_key: str | None = None,
-               client: CvrClient | None = None) -> dict:
-    """Look up one customer (the customer page's button). With `apply`, writes a confident answer, or the
-    ambiguous one whose proposal key a person approved. The payload carries `proposal` (or None)."""
-    with engine.connect() as conn:
-        customer = read_row(conn, "customers", int(customer_id))
-    if customer is None:
-        raise InputError(f"there is no customer with id {customer_id}")
-    if customer["cvr_number"]:
-        raise InputError(f"customer {customer_id} already has CVR {customer['cvr_number']}; it is never overwritten")
-    payload = run_cvr_lookup(engine, apply=apply, actor=actor, customer_ids=[int(customer_id)], client=client,
-                             approved=[approved_key] if approved_key else ())
-    payload["proposal"] = payload["proposals"][0] if payload["proposals"] else None
-    return payload
+def lookup_one(engine: Engine, customer_id: int, **kwargs) -> dict:
+    """One customer's lookup (the customer page's button); see lib.jobs.cvr_lookup.lookup_one."""
+    from lib.jobs.cvr_lookup import lookup_one as one
+
+    return one(engine, customer_id, **kwargs)

@@ -16,17 +16,16 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from lib.audit import insert_rows, update_rows, utcnow
+from lib.audit import insert_rows, utcnow
 from lib.db import write_transaction
-from lib.economic_client import PAGE_SIZE, EconomicClient, EconomicCustomer
-from lib.errors import InputError, ServiceAuthError, ServiceError
+from lib.economic_client import EconomicClient, EconomicCustomer
+from lib.errors import ServiceAuthError, ServiceError
 from lib.http_session import wait_message
 from lib.jobs import job_payload
 from lib.matching import MatchRecord, MatchResult, MatchSettings, match_records
 from lib.roles import Actor, require_role
 from lib.runs import ProgressCallback, job_run
 
-KIND = "economic-relink"
 IMPORT_KIND = "economic-import-customers"
 COUNT_KEYS = ("hub_customers", "economic_customers", "linked", "changed", "unchanged", "ambiguous", "unmatched")
 OUTCOMES = ("new", "changed", "unchanged", "ambiguous", "conflict", "unmatched")
@@ -270,92 +269,32 @@ def preview_economic_relink(engine: Engine, *, on_progress: ProgressCallback | N
         return plan_economic_relink(engine, client, on_progress=on_progress)
 
 
-def apply_economic_relink(engine: Engine, plan: EconomicRelinkPlan, *, actor: Actor,
-                          approved: Iterable[str] = (), on_progress: ProgressCallback | None = None) -> dict:
-    """Write the automatic proposals plus the approved ones in one run (audited); returns the payload.
-
-    Each write is checked against the database as it is now: a customer whose link changed since the
-    preview, or a number another customer holds by now, is skipped and reported (the number is unique).
-    """
-    require_role(actor.role, "operator", "link customers to e-conomic")
-    approved = set(approved)
-    unknown = approved - set(plan.by_key())
-    if unknown:
-        raise InputError(f"approved proposal(s) not in the plan: {', '.join(sorted(unknown)[:10])}")
-    writes = plan.writes(approved)
-    counts = plan.counts(approved)
-    errors = plan.errors()
-    parameters = {"approved": sorted(approved), "planned_links": len(writes), "plan_created_at": plan.created_at,
-                  "economic_customers": plan.economic_customers}
-    with job_run(engine, KIND, user=actor.email, dry_run=False, parameters=parameters,
-                 on_progress=on_progress) as run:
-        with engine.connect() as conn:
-            now = {r[0]: r[1] for r in conn.execute(text("SELECT id, economic_customer_number FROM customers"))}
-        taken = {n: cid for cid, n in now.items() if n is not None}
-        updates: list[tuple[int, dict, dict]] = []
-        skipped: list[RelinkProposal] = []
-        for p in writes:
-            if p.customer_id not in now or now[p.customer_id] != p.current_number:
-                errors.append({"customer_id": p.customer_id, "message": "skipped: the customer's e-conomic link "
-                               "changed (or the customer was deleted) since the preview"})
-                skipped.append(p)
-                continue
-            holder = taken.get(p.economic_number)
-            if holder is not None and holder != p.customer_id:
-                errors.append({"customer_id": p.customer_id, "message": f"skipped: e-conomic customer "
-                               f"{p.economic_number} is already linked to Hub customer {holder}"})
-                skipped.append(p)
-                continue
-            taken.pop(p.current_number, None)
-            taken[p.economic_number] = p.customer_id
-            updates.append((p.customer_id, {"economic_customer_number": p.current_number},
-                            {"economic_customer_number": p.economic_number}))
-        total = len(updates)
-        run.progress(0, total, "linking")
-        for start in range(0, total, APPLY_CHUNK):
-            with write_transaction(engine) as conn:
-                update_rows(conn, "customers", updates[start:start + APPLY_CHUNK], run_id=run.id, user=actor.email)
-            run.progress(min(start + APPLY_CHUNK, total), total, "linking")
-        for p in skipped:
-            counts["linked"] -= 1
-            counts["changed"] -= p.current_number is not None
-            counts["ambiguous"] += 1
-        payload = job_payload(run_id=run.id, dry_run=False, errors=errors, **counts)
-        run.finish({k: payload[k] for k in COUNT_KEYS})
-    return payload
-
-
-def _stopped_message(exc: ServiceError, read: int, page_size: int) -> str:
+def stopped_message(exc: ServiceError, read: int, page_size: int) -> str:
     where = f"while reading e-conomic customers (page {read // page_size + 1}, {read} read); nothing was written"
     if isinstance(exc, ServiceAuthError):
         return (f"{exc} — check ECONOMIC_APP_SECRET_TOKEN and ECONOMIC_AGREEMENT_GRANT_TOKEN; {where}")
     return f"{exc}; {where}"
 
 
-def run_economic_relink(engine: Engine, *, apply: bool, actor: Actor, client: EconomicClient | None = None,
-                        on_progress: ProgressCallback | None = None) -> dict:
-    """The CLI job: plan, then (with `apply`) write the automatic proposals. Returns the interface's payload.
+def hub_customer_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM customers")).scalar_one())
 
-    Missing tokens raise ConfigError before any request; a service failure while reading returns a payload
-    with `stopped` (nothing written, no run stored).
-    """
-    if apply:
-        require_role(actor.role, "operator", "link customers to e-conomic")
-    own_client = client is None
-    client = client or EconomicClient.from_settings()
-    read: list[EconomicCustomer] = []
-    try:
-        plan = plan_economic_relink(engine, client, on_progress=on_progress, read=read)
-    except ServiceError as exc:
-        counts = dict.fromkeys(COUNT_KEYS, 0) | {"hub_customers": len(_hub_rows(engine)), "economic_customers": len(read)}
-        return job_payload(run_id=None, dry_run=not apply, errors=[],
-                           stopped=_stopped_message(exc, len(read), client.page_size or PAGE_SIZE), **counts)
-    finally:
-        if own_client:
-            client.close()
-    if apply:
-        return apply_economic_relink(engine, plan, actor=actor, on_progress=on_progress)
-    return job_payload(run_id=None, dry_run=True, errors=plan.errors(), **plan.counts())
+
+# The job (plan → approve → apply as one run) is lib/jobs/economic_relink.py; these names stay for callers.
+
+def run_economic_relink(engine: Engine, **kwargs) -> dict:
+    """Plan, then (with `apply`) write; see lib.jobs.economic_relink.run_economic_relink."""
+    from lib.jobs.economic_relink import run_economic_relink as run
+
+    return run(engine, **kwargs)
+
+
+def apply_economic_relink(engine: Engine, plan: EconomicRelinkPlan, **kwargs) -> dict:
+    """Write a preview's proposals as one run; see lib.jobs.economic_relink.apply_economic_relink."""
+    from lib.jobs.economic_relink import apply_economic_relink as apply
+
+    return apply(engine, plan, **kwargs)
 
 
 def preview_import(plan: EconomicRelinkPlan) -> list[dict]:

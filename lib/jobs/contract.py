@@ -140,6 +140,10 @@ class Job:
         """The JSON-serialisable parameters `plan` takes, from the parsed CLI arguments."""
         return {}
 
+    def check(self, ctx: JobContext, **params) -> None:
+        """Refuse bad parameters or configuration (InputError / ConfigError, exit 2) before any run is
+        recorded or any request made; may open the clients `plan` uses (register them with ctx.closing)."""
+
     def plan(self, ctx: JobContext, **params) -> Plan:
         """Read (the Hub, files, outside services) and decide; writes nothing."""
         raise NotImplementedError

@@ -14,9 +14,8 @@ from lib.jobs.contract import Job
 
 # "module:Class", in the order the CLI help, the navigation and the README list them
 CORE_JOBS: tuple[str, ...] = (
-    # filled as the four core jobs move onto the contract (#22):
-    # "lib.jobs.import_subscriptions:ImportSubscriptionsJob", "lib.jobs.cvr_lookup:CvrLookupJob",
-    # "lib.jobs.economic_relink:EconomicRelinkJob", "lib.jobs.crm_sync:CrmSyncJob",
+    "lib.jobs.cvr_lookup:CvrLookupJob",
+    "lib.jobs.economic_relink:EconomicRelinkJob",
 )
 
 

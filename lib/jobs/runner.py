@@ -50,6 +50,7 @@ def preview(kind: str, params: dict | None, actor: Actor, *, approved: Iterable[
         with job_run(engine, job.kind, user=actor.email, dry_run=True, parameters=params or {},
                      on_progress=on_progress) as run:
             ctx.run = run
+            job.check(ctx, **(params or {}))
             plan = job.plan(ctx, **(params or {}))
             payload = _write(job, ctx, plan, set(approved))
         return plan, payload
@@ -75,6 +76,8 @@ def apply(kind: str, params: dict | None, approved: Iterable[str] = (), actor: A
     keys = set(approved)
     ctx = JobContext(engine, actor, dry_run=False, on_progress=on_progress, cancel_check=cancel_check)
     try:
+        if plan is None:
+            job.check(ctx, **params)
         if plan is None and not job.plan_in_run:
             plan = job.plan(ctx, **params)
             if plan.stopped and not plan.proposals:  # a service stopped the reading: nothing to write, no run
