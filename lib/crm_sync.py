@@ -14,13 +14,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Engine
 
-from lib.audit import update_row
 from lib.config import Settings, get_settings
 from lib.cvr import normalize_cvr
-from lib.db import write_transaction
 from lib.errors import ConfigError, InputError, RowError, ServiceError
 from lib.http_session import wait_message
 from lib.jobs import job_payload
@@ -399,106 +396,20 @@ def dry_run_payload(plan: CrmSyncPlan) -> dict:
                        source=plan.source, **plan.counts())
 
 
-def apply_crm_sync(engine: Engine, plan: CrmSyncPlan, *, actor: Actor, approved: Iterable[str] = (),
-                   on_progress: ProgressCallback | None = None) -> dict:
-    """Write the confident proposals and the approved ones (ambiguous: link the best candidate; conflict: take the
-    CRM's CVR) as one `crm-sync` run, every field through the audit log. Re-checks each row against the plan."""
-    require_role(actor.role, "operator", "apply the CRM sync")
-    keys = plan.by_key()
-    chosen_keys = {k for k in approved if k in keys and keys[k].needs_approval and keys[k].approvable}
-    chosen = [p for p in plan.proposals if _is_chosen(p, chosen_keys) and (p.new_cvr or p.store_link)]
-    chosen.sort(key=lambda p: p.needs_approval)  # confident ones first: an approval never takes their customer
-    errors = list(plan.errors)
-    done_cvr: set[str] = set()
-    done_link: set[str] = set()
-    parameters = {"source": plan.source, "approved": sorted(chosen_keys), "accounts": len(plan.accounts)}
-    with job_run(engine, KIND, user=actor.email, dry_run=False, parameters=parameters, on_progress=on_progress) as run:
-        run.progress(0, len(chosen), "writing")
-        for start in range(0, len(chosen), CHUNK):
-            with write_transaction(engine) as conn:
-                for p in chosen[start:start + CHUNK]:
-                    _apply_one(conn, plan, p, p.key in chosen_keys, run.id, actor.email, errors, done_cvr, done_link)
-            run.progress(min(start + CHUNK, len(chosen)), len(chosen), "writing")
-        payload = job_payload(run_id=run.id, dry_run=False, errors=errors, stopped=plan.stopped, source=plan.source,
-                              **_counts(plan, done_cvr, done_link, chosen_keys))
-        stats = {k: payload[k] for k in ("source", *COUNT_KEYS)} | {"approved": len(chosen_keys),
-                                                                      "errors": len(errors), "missing": plan.missing}
-        if plan.stopped:
-            run.stop(plan.stopped, stats)
-        else:
-            run.finish(stats)
-    return payload
+# The job (plan → approve → apply as one run) is lib/jobs/crm_sync.py; these names stay for callers.
+
+def apply_crm_sync(engine: Engine, plan: CrmSyncPlan, **kwargs) -> dict:
+    """Write a preview's proposals as one run; see lib.jobs.crm_sync.apply_crm_sync."""
+    from lib.jobs.crm_sync import apply_crm_sync as apply
+
+    return apply(engine, plan, **kwargs)
 
 
-def _apply_one(conn: Connection, plan: CrmSyncPlan, p: CrmProposal, approved: bool, run_id: int | None, user: str,
-               errors: list[dict], done_cvr: set[str], done_link: set[str]) -> None:
-    col = id_column(plan.source)
-    row = conn.execute(text(f"SELECT id, cvr_number, {col} FROM customers WHERE id = :id"),
-                       {"id": p.customer_id}).mappings().first()
+def run_crm_sync(engine: Engine, **kwargs) -> dict:
+    """Plan, then (with `apply`) write; see lib.jobs.crm_sync.run_crm_sync."""
+    from lib.jobs.crm_sync import run_crm_sync as run
 
-    def refuse(message: str) -> None:
-        errors.append({"account_id": p.account_id, "customer_id": p.customer_id, "message": f"{p.account_name}: {message}"})
-
-    if row is None:
-        return refuse(f"customer {p.customer_id} no longer exists; nothing written")
-    current = dict(row)
-    if current["cvr_number"] != p.hub_cvr or current[col] != p.hub_account_id:
-        return refuse(f"customer {p.customer_id} changed since the preview; nothing written (preview again)")
-    values: dict = {}
-    if p.store_link and current[col] != p.account_id:
-        holder = conn.execute(text(f"SELECT id FROM customers WHERE {col} = :a AND id <> :id"),
-                              {"a": p.account_id, "id": p.customer_id}).scalar()
-        if holder is not None:
-            return refuse(f"account {p.account_id} is linked to customer {holder} meanwhile; nothing written")
-        values[col] = p.account_id
-    if p.new_cvr and current["cvr_number"] != p.new_cvr:
-        holder = conn.execute(text("SELECT id FROM customers WHERE cvr_number = :c AND id <> :id"),
-                              {"c": p.new_cvr, "id": p.customer_id}).scalar()
-        if holder is not None:
-            refuse(f"CVR {p.new_cvr} belongs to customer {holder}; the CVR was not written")
-        elif p.outcome == "fill" or approved:
-            values["cvr_number"] = p.new_cvr
-    if not values:
-        return None
-    try:
-        with conn.begin_nested():
-            update_row(conn, "customers", int(p.customer_id), values, run_id=run_id, user=user, current=current)
-    except IntegrityError:
-        return refuse("the database refused the change (duplicate value); nothing written")
-    if "cvr_number" in values:
-        done_cvr.add(p.key)
-    if col in values:
-        done_link.add(p.key)
-    return None
-
-
-def run_crm_sync(engine: Engine, *, source: str, apply: bool, actor: Actor, client: VtigerClient | None = None,
-                 write_back: bool = False, on_progress: ProgressCallback | None = None) -> dict:
-    """The CLI's job: plan, then (with `apply`) write the confident proposals; optionally the CRM write-back."""
-    id_column(source)
-    if apply:
-        require_role(actor.role, "operator", "apply the CRM sync")
-    if write_back:
-        _require_write_back(actor, apply)
-    own = client is None
-    client = client or open_client(source)
-    try:
-        plan = plan_crm_sync(engine, client, on_progress=on_progress)
-        if apply and (plan.accounts or not plan.stopped):
-            payload = apply_crm_sync(engine, plan, actor=actor, on_progress=on_progress)
-        else:
-            payload = dry_run_payload(plan)
-            payload["dry_run"] = not apply  # an apply stopped before reading anything: no run, nothing written
-        if write_back and not plan.stopped:
-            wb_plan = plan_crm_write_back(engine, client, sync_plan=plan, planned_links=not apply)
-            wb = apply_crm_write_back(engine, client, wb_plan, actor=actor) if apply else write_back_preview(wb_plan)
-            payload["write_back"] = wb
-            if wb.get("stopped") and not payload.get("stopped"):
-                payload["stopped"] = f"write-back: {wb['stopped']}"
-        return payload
-    finally:
-        if own:
-            client.close()
+    return run(engine, **kwargs)
 
 
 # --- write-back to the CRM ------------------------------------------------------------------------------------

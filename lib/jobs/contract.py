@@ -186,7 +186,11 @@ class Job:
         """The interface's JSON object (lib.jobs.payload.job_payload) for this preview or apply."""
         raise NotImplementedError
 
-    def stats(self, payload: dict) -> dict:
+    def after_run(self, ctx: JobContext, plan: Plan, payload: dict) -> dict:
+        """Follow-up work that is its own run (the CRM write-back), after this run closed; the payload."""
+        return payload
+
+    def stats(self, payload: dict, plan: Plan) -> dict:
         """What the run record keeps (the Runs page shows it)."""
         return {k: payload[k] for k in self.count_keys if k in payload}
 

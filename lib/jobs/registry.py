@@ -16,6 +16,7 @@ from lib.jobs.contract import Job
 CORE_JOBS: tuple[str, ...] = (
     "lib.jobs.cvr_lookup:CvrLookupJob",
     "lib.jobs.economic_relink:EconomicRelinkJob",
+    "lib.jobs.crm_sync:CrmSyncJob",
 )
 
 

@@ -47,13 +47,13 @@ def preview(kind: str, params: dict | None, actor: Actor, *, approved: Iterable[
     engine = engine or open_database()
     ctx = JobContext(engine, actor, dry_run=True, on_progress=on_progress, cancel_check=cancel_check)
     try:
+        job.check(ctx, **(params or {}))
         with job_run(engine, job.kind, user=actor.email, dry_run=True, parameters=params or {},
                      on_progress=on_progress) as run:
             ctx.run = run
-            job.check(ctx, **(params or {}))
             plan = job.plan(ctx, **(params or {}))
             payload = _write(job, ctx, plan, set(approved))
-        return plan, payload
+        return plan, job.after_run(ctx, plan, payload)
     finally:
         ctx.close()
 
@@ -96,7 +96,7 @@ def apply(kind: str, params: dict | None, approved: Iterable[str] = (), actor: A
                 run.stop(plan.stopped, stats)
             else:
                 run.finish(stats)
-        return plan, payload
+        return plan, job.after_run(ctx, plan, payload)
     finally:
         ctx.close()
 

@@ -1,0 +1,190 @@
+"""The CRM sync job on the contract: plan with lib.crm_sync, write one customer per row (savepoint each).
+
+The optional write-back to the CRM is its own run (`crm-write-back`), done after the sync's run closed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+from lib.audit import update_row
+from lib.crm_sync import (
+    CHUNK,
+    COUNT_KEYS,
+    SOURCES,
+    CrmProposal,
+    CrmSyncPlan,
+    _counts,
+    _is_chosen,
+    _require_write_back,
+    apply_crm_write_back,
+    id_column,
+    open_client,
+    plan_crm_sync,
+    plan_crm_write_back,
+    write_back_preview,
+)
+from lib.errors import RowError
+from lib.jobs import runner
+from lib.jobs.contract import ApplyOutcome, Job, JobContext, Plan, ProgressCallback
+from lib.jobs.payload import job_payload
+from lib.roles import Actor
+from lib.vtiger_client import VtigerClient
+
+
+def _chosen_keys(native: CrmSyncPlan, approved: Iterable[str]) -> set[str]:
+    keys = native.by_key()
+    return {k for k in approved if k in keys and keys[k].needs_approval and keys[k].approvable}
+
+
+class CrmSyncJob(Job):
+    kind = "crm-sync"
+    title = "CRM sync"
+    help = "fill missing CVR numbers from the CRM and link accounts (preview unless --apply)"
+    usage = "--source vtiger|simplycrm [--write-back]"
+    action = "apply the CRM sync"
+    page = "app_pages/crm_sync.py"
+    icon = ":material/sync:"
+    count_keys = ("source", *COUNT_KEYS)
+    key_field = "account_id"
+    chunk_rows = CHUNK
+
+    def __init__(self, client: VtigerClient | None = None):
+        self.client = client
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--source", required=True, choices=SOURCES, help="which CRM to read")
+        parser.add_argument("--write-back", action="store_true",
+                            help="also fill the CRM's empty CVR fields from the Hub (needs CRM_WRITE_BACK=true; "
+                                 "previewed unless --apply)")
+
+    def params_from_args(self, args: argparse.Namespace) -> dict:
+        return {"source": args.source, "write_back": bool(args.write_back)}
+
+    def check(self, ctx: JobContext, *, source: str = "", write_back: bool = False, **_ignored) -> None:
+        id_column(source)
+        if write_back:
+            _require_write_back(ctx.actor, not ctx.dry_run)
+        if self.client is None:  # ConfigError (URL, user or key missing) before any request
+            self.client = ctx.closing(open_client(source))
+
+    def plan(self, ctx: JobContext, *, source: str = "", write_back: bool = False, **_ignored) -> Plan:
+        self.check(ctx, source=source, write_back=write_back)
+        native = plan_crm_sync(ctx.engine, self.client, on_progress=ctx.progress)
+        return as_plan(native, write_back=write_back)
+
+    def writes(self, plan: Plan, approved: set[str]) -> list[CrmProposal]:
+        chosen_keys = _chosen_keys(plan.native, approved)
+        chosen = [p for p in plan.proposals if _is_chosen(p, chosen_keys) and (p.new_cvr or p.store_link)]
+        return sorted(chosen, key=lambda p: p.needs_approval)  # confident ones first: an approval never takes theirs
+
+    def error_keys(self, p: CrmProposal) -> dict:
+        return {"account_id": p.account_id, "customer_id": p.customer_id}
+
+    def keys_of_key(self, key: str) -> dict:
+        return {"account_id": key.partition(":")[2] or key, "customer_id": None}
+
+    def integrity_message(self, p: CrmProposal, exc: Exception) -> str:
+        return f"{p.account_name}: the database refused the change (duplicate value); nothing written"
+
+    def write_row(self, ctx: JobContext, conn: Connection, p: CrmProposal, outcome: ApplyOutcome) -> None:
+        col = id_column(p.source)
+        row = conn.execute(text(f"SELECT id, cvr_number, {col} FROM customers WHERE id = :id"),
+                           {"id": p.customer_id}).mappings().first()
+
+        def refused(message: str) -> RowError:
+            return RowError(f"{p.account_name}: {message}", key=p.account_id)
+
+        if row is None:
+            raise refused(f"customer {p.customer_id} no longer exists; nothing written")
+        current = dict(row)
+        if current["cvr_number"] != p.hub_cvr or current[col] != p.hub_account_id:
+            raise refused(f"customer {p.customer_id} changed since the preview; nothing written (preview again)")
+        values: dict = {}
+        if p.store_link and current[col] != p.account_id:
+            holder = conn.execute(text(f"SELECT id FROM customers WHERE {col} = :a AND id <> :id"),
+                                  {"a": p.account_id, "id": p.customer_id}).scalar()
+            if holder is not None:
+                raise refused(f"account {p.account_id} is linked to customer {holder} meanwhile; nothing written")
+            values[col] = p.account_id
+        if p.new_cvr and current["cvr_number"] != p.new_cvr:
+            holder = conn.execute(text("SELECT id FROM customers WHERE cvr_number = :c AND id <> :id"),
+                                  {"c": p.new_cvr, "id": p.customer_id}).scalar()
+            if holder is not None:  # the link is still written; only the CVR is refused
+                outcome.error(f"{p.account_name}: CVR {p.new_cvr} belongs to customer {holder}; the CVR was not "
+                              "written", **self.error_keys(p))
+            else:  # chosen proposals needing approval are here only when a person approved them
+                values["cvr_number"] = p.new_cvr
+        if values and not ctx.dry_run:
+            update_row(conn, "customers", int(p.customer_id), values, run_id=ctx.run_id, user=ctx.user,
+                       current=current)
+        if "cvr_number" in values:
+            outcome.state.setdefault("cvr", set()).add(p.key)
+        if col in values:
+            outcome.state.setdefault("link", set()).add(p.key)
+
+    def payload(self, ctx: JobContext, plan: Plan, approved: set[str], outcome: ApplyOutcome) -> dict:
+        native: CrmSyncPlan = plan.native
+        counts = _counts(native, outcome.state.get("cvr", set()), outcome.state.get("link", set()),
+                             _chosen_keys(native, approved))
+        return job_payload(run_id=ctx.run_id, dry_run=ctx.dry_run, errors=list(native.errors) + outcome.errors,
+                           stopped=native.stopped, source=native.source, **counts)
+
+    def stats(self, payload: dict, plan: Plan) -> dict:
+        return {k: payload[k] for k in self.count_keys} | {"errors": len(payload["errors"]),
+                                                           "missing": plan.native.missing}
+
+    def run_parameters(self, params: dict, plan: Plan | None, approved: set[str]) -> dict:
+        native: CrmSyncPlan = plan.native
+        return {"source": native.source, "approved": sorted(_chosen_keys(native, approved)),
+                "accounts": len(native.accounts)}
+
+    def after_run(self, ctx: JobContext, plan: Plan, payload: dict) -> dict:
+        """The write-back to the CRM (its own run), when asked for and the sync read everything."""
+        if not plan.params.get("write_back") or plan.stopped:
+            return payload
+        apply = not ctx.dry_run
+        wb_plan = plan_crm_write_back(ctx.engine, self.client, sync_plan=plan.native, planned_links=not apply)
+        wb = (apply_crm_write_back(ctx.engine, self.client, wb_plan, actor=ctx.actor) if apply
+              else write_back_preview(wb_plan))
+        payload["write_back"] = wb
+        if wb.get("stopped") and not payload.get("stopped"):
+            payload["stopped"] = f"write-back: {wb['stopped']}"
+        return payload
+
+    def summary(self, payload: dict) -> str:
+        text_ = super().summary(payload)
+        wb = payload.get("write_back")
+        if wb:
+            text_ += (f"\nwrite-back to the CRM field {wb['cvr_field']}: proposed {wb['proposed']}, written "
+                      f"{wb['written']}, skipped {wb['skipped']}" + (f" (run {wb['run_id']})" if wb.get("run_id")
+                                                                     else " (preview)"))
+            text_ += "".join(f"\n  {e.get('account_id')}: {e['message']}" for e in wb["errors"][:50])
+        return text_
+
+
+def as_plan(native: CrmSyncPlan, write_back: bool = False) -> Plan:
+    return Plan(CrmSyncJob.kind, {"source": native.source, "write_back": write_back}, list(native.proposals), native,
+                stopped=native.stopped)
+
+
+def run_crm_sync(engine: Engine, *, source: str, apply: bool, actor: Actor, client: VtigerClient | None = None,
+                 write_back: bool = False, on_progress: ProgressCallback | None = None) -> dict:
+    """Plan, then (with `apply`) write the confident proposals; optionally the CRM write-back."""
+    job = CrmSyncJob(client)
+    params = {"source": source, "write_back": write_back}
+    if apply:
+        return runner.apply(job.kind, params, (), actor, engine=engine, on_progress=on_progress, job=job)[1]
+    return runner.preview(job.kind, params, actor, engine=engine, on_progress=on_progress, job=job)[1]
+
+
+def apply_crm_sync(engine: Engine, plan: CrmSyncPlan, *, actor: Actor, approved: Iterable[str] = (),
+                   on_progress: ProgressCallback | None = None) -> dict:
+    """Write a preview's confident proposals and the approved ones (ambiguous: link the best candidate;
+    conflict: take the CRM's CVR) as one `crm-sync` run; each row re-checked in its own savepoint."""
+    return runner.apply(CrmSyncJob.kind, {"source": plan.source}, approved, actor, plan=as_plan(plan),
+                        engine=engine, on_progress=on_progress, job=CrmSyncJob())[1]
