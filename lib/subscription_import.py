@@ -21,8 +21,8 @@ from lib.audit import BackgroundInserts, copy_insert_rows, update_rows
 from lib.company_names import normalize_company_name
 from lib.db import lost_connection, write_transaction
 from lib.errors import DatabaseLost, InputError
-from lib.roles import require_role
-from lib.runs import job_run
+from lib.roles import Actor
+from lib.runs import Run
 from lib.subscription_rows import (
     CENT,
     SUBSCRIPTION_FIELDS,
@@ -31,12 +31,8 @@ from lib.subscription_rows import (
     SubscriptionRow,
     danish_date,
     iter_rows,
-    open_export,
-    paused_gc,
-    read_export,
 )
 
-KIND = "import-subscriptions"
 SOURCE = "bmc-office"
 OUTCOMES = ("create", "update", "unchanged", "skipped_locked", "unmatched", "rejected")
 COUNT_KEYS = {"create": "created", "update": "updated", "unchanged": "unchanged", "skipped_locked": "skipped_locked",
@@ -271,7 +267,7 @@ def _snapshot(conn: Connection) -> tuple:
 
 def plan_import(engine: Engine, export: ParsedExport) -> ImportPlan:
     """Decide every row's outcome against the database as it is now; writes nothing."""
-    with paused_gc(), engine.connect() as conn:
+    with engine.connect() as conn:
         snapshot = _snapshot(conn)
         customers = CustomerIndex(conn)
         subscriptions = SubscriptionIndex(conn)
@@ -365,108 +361,85 @@ def _update_in_batches(conn: Connection, updates: list[tuple[int, dict, dict]], 
         yield min(start + WRITE_BATCH, len(updates))
 
 
-def apply_plan(engine: Engine, plan: ImportPlan, *, user: str, role: str,
-               on_progress: ProgressCallback | None = None) -> dict:
-    """Write the plan's creates and updates in one transaction, as one run; returns the summary with run_id."""
-    require_role(role, "operator", "import subscriptions")
+def check_plan_current(engine: Engine, plan: ImportPlan) -> None:
+    """PlanOutdated when customers or subscriptions changed since the preview (checked again while writing)."""
+    with engine.connect() as conn:
+        if _snapshot(conn) != plan.snapshot:
+            raise PlanOutdated("customers or subscriptions changed since the preview; preview the file again")
+
+
+def write_plan(engine: Engine, plan: ImportPlan, run: Run, *, user: str,
+               on_progress: ProgressCallback | None = None) -> None:
+    """Write the plan's creates and updates in one transaction, for `run` (the job runner's)."""
     creates = [i.values for i in plan.items if i.outcome == "create"]
     updates = _updates(plan.items)
     total = len(creates) + len(updates)
-    parameters = {"file": plan.export.file_name, "sheet": plan.export.sheet}
-    with engine.connect() as conn:  # refuse before a run is recorded; checked again inside the transaction
+    done = 0
+
+    def report(message: str) -> None:
+        if on_progress:
+            on_progress(done, total, message)
+
+    report("checking that nothing changed since the preview")
+    with write_transaction(engine) as conn:
         if _snapshot(conn) != plan.snapshot:
             raise PlanOutdated("customers or subscriptions changed since the preview; preview the file again")
-    with job_run(engine, KIND, user=user, dry_run=False, parameters=parameters) as run:
-        done = 0
 
-        def report(message: str) -> None:
-            if on_progress:
-                on_progress(done, total, message)
+        def created(sent: int, steps: int) -> None:
+            nonlocal done
+            done = sent * len(creates) // steps
+            report(f"created {done:,} of {len(creates):,} subscriptions")
 
-        report("checking that nothing changed since the preview")
-        with paused_gc(), write_transaction(engine) as conn:
-            if _snapshot(conn) != plan.snapshot:
-                raise PlanOutdated("customers or subscriptions changed since the preview; preview the file again")
-
-            def created(sent: int, steps: int) -> None:
-                nonlocal done
-                done = sent * len(creates) // steps
-                report(f"created {done:,} of {len(creates):,} subscriptions")
-
-            copy_insert_rows(conn, "subscriptions", creates, run_id=run.id, user=user, on_progress=created,
-                             batch=WRITE_BATCH)
-            done = len(creates)
-            for updated in _update_in_batches(conn, updates, run_id=run.id, user=user):
-                done = len(creates) + updated
-                report(f"updated {updated:,} of {len(updates):,} subscriptions")
-        run.finish(plan.stats())
-        report("done")
-    return plan.summary(run_id=run.id, dry_run=False)
+        copy_insert_rows(conn, "subscriptions", creates, run_id=run.id, user=user, on_progress=created,
+                         batch=WRITE_BATCH)
+        done = len(creates)
+        for updated in _update_in_batches(conn, updates, run_id=run.id, user=user):
+            done = len(creates) + updated
+            report(f"updated {updated:,} of {len(updates):,} subscriptions")
+    report("done")
 
 
-def import_subscriptions(engine: Engine, source: Path | str | bytes, *, file_name: str | None = None,
-                         sheet: str | None = None, apply: bool = False, user: str = "system", role: str = "viewer",
-                         on_progress: ProgressCallback | None = None) -> tuple[ImportPlan, dict]:
-    """Read, plan and (with `apply`) write; returns the plan and the summary (interface.md JSON keys).
-
-    With `apply` the preview and the apply are one pass (`import_in_one_pass`); the result is what
-    `apply_plan` after `plan_import` writes.
-    """
-    if apply:
-        require_role(role, "operator", "import subscriptions")
-        opened = open_export(source, file_name=file_name, sheet=sheet)
-        return import_in_one_pass(engine, opened, user=user, role=role, on_progress=on_progress)
-    plan = plan_import(engine, read_export(source, file_name=file_name, sheet=sheet))
-    return plan, plan.summary()
-
-
-def import_in_one_pass(engine: Engine, opened: OpenedExport, *, user: str, role: str,
-                       on_progress: ProgressCallback | None = None) -> tuple[ImportPlan, dict]:
-    """Validate, plan and write an opened export chunk by chunk in one transaction, as one run.
+def write_in_one_pass(engine: Engine, opened: OpenedExport, run: Run, *, user: str,
+                      on_progress: ProgressCallback | None = None) -> ImportPlan:
+    """Validate, plan and write an opened export chunk by chunk in one transaction, for `run`.
 
     The plan is made inside the writing transaction, so nothing can change between plan and write. On
     PostgreSQL each chunk's new subscriptions are written on a second thread (`BackgroundInserts`) while
     the next chunk is validated and planned: the server's inserting and Python's validating overlap.
     """
-    require_role(role, "operator", "import subscriptions")
     table = opened.table
     total = table.height
     rows: list[SubscriptionRow] = []
     items: list[PlannedRow] = []
-    with paused_gc(), job_run(engine, KIND, user=user, dry_run=False,
-                              parameters={"file": opened.file_name, "sheet": table.sheet}) as run:
 
-        def report(done: int, message: str) -> None:
-            if on_progress:
-                on_progress(done, total, message)
+    def report(done: int, message: str) -> None:
+        if on_progress:
+            on_progress(done, total, message)
 
-        try:
-            with write_transaction(engine) as conn:
-                snapshot = _snapshot(conn)
-                customers = CustomerIndex(conn)
-                planner = Planner(customers, SubscriptionIndex(conn), set(table.mapping))
-                with BackgroundInserts(conn, "subscriptions", run_id=run.id, user=user) as inserts:
-                    for chunk in iter_rows(table, ONE_PASS_CHUNK_ROWS, first_chunk=FIRST_CHUNK_ROWS):
-                        planned = planner.plan(chunk)
-                        rows.extend(chunk)
-                        items.extend(planned)
-                        creates = [i.values for i in planned if i.outcome == "create"]
-                        if creates:
-                            inserts.put(creates)
-                        report(len(items), f"planned {len(items):,} rows, {inserts.written:,} subscriptions created so far")
-                updates = _updates(items)
-                for updated in _update_in_batches(conn, updates, run_id=run.id, user=user):
-                    report(total, f"updated {updated:,} of {len(updates):,} subscriptions")
-        except Exception as exc:
-            table.close()
-            if not lost_connection(engine, exc):
-                raise
-            raise _lost(run, opened, len(items), exc) from exc
-        plan = ImportPlan(opened.parsed(rows), items, customers.names, snapshot)
-        run.finish(plan.stats())
-        report(total, "done")
-        summary = plan.summary(run_id=run.id, dry_run=False)
-    return plan, summary
+    try:
+        with write_transaction(engine) as conn:
+            snapshot = _snapshot(conn)
+            customers = CustomerIndex(conn)
+            planner = Planner(customers, SubscriptionIndex(conn), set(table.mapping))
+            with BackgroundInserts(conn, "subscriptions", run_id=run.id, user=user) as inserts:
+                for chunk in iter_rows(table, ONE_PASS_CHUNK_ROWS, first_chunk=FIRST_CHUNK_ROWS):
+                    planned = planner.plan(chunk)
+                    rows.extend(chunk)
+                    items.extend(planned)
+                    creates = [i.values for i in planned if i.outcome == "create"]
+                    if creates:
+                        inserts.put(creates)
+                    report(len(items), f"planned {len(items):,} rows, {inserts.written:,} subscriptions created so far")
+            updates = _updates(items)
+            for updated in _update_in_batches(conn, updates, run_id=run.id, user=user):
+                report(total, f"updated {updated:,} of {len(updates):,} subscriptions")
+    except Exception as exc:
+        table.close()
+        if not lost_connection(engine, exc):
+            raise
+        raise _lost(run, opened, len(items), exc) from exc
+    report(total, "done")
+    return ImportPlan(opened.parsed(rows), items, customers.names, snapshot)
 
 
 def _lost(run, opened: OpenedExport, planned: int, exc: Exception) -> DatabaseLost:
@@ -481,3 +454,23 @@ def _lost(run, opened: OpenedExport, planned: int, exc: Exception) -> DatabaseLo
     lost.payload = {"run_id": run.id, "dry_run": False, "rows": 0, **{k: 0 for k in (
         "created", "updated", "unchanged", "skipped_locked", "unmatched")}, "errors": [{"row": None, "message": message}]}
     return lost
+
+
+# The job (preview → apply as one run) is lib/jobs/import_subscriptions.py; these names stay for callers.
+
+def apply_plan(engine: Engine, plan: ImportPlan, *, user: str, role: str,
+               on_progress: ProgressCallback | None = None) -> dict:
+    """Write a preview's creates and updates in one transaction, as one run; the summary with run_id."""
+    from lib.jobs.import_subscriptions import apply_import_plan
+
+    return apply_import_plan(engine, plan, actor=Actor(user, role), on_progress=on_progress)
+
+
+def import_subscriptions(engine: Engine, source: Path | str | bytes, *, file_name: str | None = None,
+                         sheet: str | None = None, apply: bool = False, user: str = "system", role: str = "viewer",
+                         on_progress: ProgressCallback | None = None) -> tuple[ImportPlan, dict]:
+    """Read, plan and (with `apply`) write in one pass; the plan and the summary (interface.md JSON keys)."""
+    from lib.jobs.import_subscriptions import run_import
+
+    return run_import(engine, source, file_name=file_name, sheet=sheet, apply=apply, actor=Actor(user, role),
+                      on_progress=on_progress)

@@ -148,6 +148,13 @@ class Job:
         """Read (the Hub, files, outside services) and decide; writes nothing."""
         raise NotImplementedError
 
+    def check_plan(self, ctx: JobContext, plan: Plan) -> None:
+        """Refuse a plan made earlier (a preview) that the data has outrun, before a run is recorded."""
+
+    def apply_in_one_pass(self, ctx: JobContext, **params) -> Plan | None:
+        """Optional: plan and write in one pass inside the run (the import's --apply); None when not offered."""
+        return None
+
     def writes(self, plan: Plan, approved: set[str]) -> list[Any]:
         """The proposals an apply writes: the confident ones plus the approved ones it may accept."""
         return list(plan.proposals)
@@ -193,6 +200,14 @@ class Job:
     def stats(self, payload: dict, plan: Plan) -> dict:
         """What the run record keeps (the Runs page shows it)."""
         return {k: payload[k] for k in self.count_keys if k in payload}
+
+    def run_stats(self, plan: Plan) -> dict | None:
+        """The run record's statistics when they come from the plan rather than the payload (else None)."""
+        return None
+
+    def failure_payload(self, dry_run: bool, message: str) -> dict | None:
+        """The JSON object `--json` prints when the job is refused (exit 2), when it has one of its own."""
+        return None
 
     def summary(self, payload: dict) -> str:
         """The CLI's text for people (without --json)."""

@@ -14,6 +14,7 @@ from lib.jobs.contract import Job
 
 # "module:Class", in the order the CLI help, the navigation and the README list them
 CORE_JOBS: tuple[str, ...] = (
+    "lib.jobs.import_subscriptions:ImportSubscriptionsJob",
     "lib.jobs.cvr_lookup:CvrLookupJob",
     "lib.jobs.economic_relink:EconomicRelinkJob",
     "lib.jobs.crm_sync:CrmSyncJob",

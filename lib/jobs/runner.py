@@ -78,6 +78,8 @@ def apply(kind: str, params: dict | None, approved: Iterable[str] = (), actor: A
     try:
         if plan is None:
             job.check(ctx, **params)
+        else:
+            job.check_plan(ctx, plan)
         if plan is None and not job.plan_in_run:
             plan = job.plan(ctx, **params)
             if plan.stopped and not plan.proposals:  # a service stopped the reading: nothing to write, no run
@@ -86,10 +88,14 @@ def apply(kind: str, params: dict | None, approved: Iterable[str] = (), actor: A
         parameters = job.run_parameters(params, plan, keys)
         with _run(engine, job, actor, parameters, run_id, on_progress) as run:
             ctx.run = run
+            written_in_one_pass = False
+            if plan is None:
+                plan = job.apply_in_one_pass(ctx, **params)
+                written_in_one_pass = plan is not None
             if plan is None:
                 plan = job.plan(ctx, **params)
-            payload = _write(job, ctx, plan, keys)
-            stats = job.stats(payload)
+            payload = _write(job, ctx, plan, keys, written=written_in_one_pass)
+            stats = job.run_stats(plan) or job.stats(payload)
             if payload.get("cancelled"):
                 _close(run, "cancelled", stats, "cancelled by request; the completed chunks are kept")
             elif plan.stopped:
@@ -101,11 +107,12 @@ def apply(kind: str, params: dict | None, approved: Iterable[str] = (), actor: A
         ctx.close()
 
 
-def _write(job: Job, ctx: JobContext, plan: Plan, approved: set[str]) -> dict:
+def _write(job: Job, ctx: JobContext, plan: Plan, approved: set[str], *, written: bool = False) -> dict:
     outcome = ApplyOutcome()
     check_approvals(job, plan, approved, outcome)
     try:
-        job.apply(ctx, plan, approved, outcome)
+        if not written:
+            job.apply(ctx, plan, approved, outcome)
     except JobCancelled:
         outcome.cancelled = True
     payload = job.payload(ctx, plan, approved, outcome)
