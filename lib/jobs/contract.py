@@ -24,6 +24,7 @@ can run it:
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -35,6 +36,7 @@ from lib.roles import Actor
 
 ProgressCallback = Callable[[int, int, str], None]
 NOT_IN_PLAN = "not in the plan (any more); nothing written"
+PROGRESS_STORE_SECONDS = 0.25  # the runs table gets a progress row at most this often (pages poll it)
 
 
 class JobCancelled(HubError):
@@ -52,6 +54,7 @@ class JobContext:
     on_progress: ProgressCallback | None = None
     cancel_check: Callable[[], bool] | None = None
     _closers: list[Callable[[], Any]] = field(default_factory=list, repr=False)
+    _stored: float = field(default=0.0, repr=False)
 
     @property
     def run_id(self) -> int | None:
@@ -62,11 +65,24 @@ class JobContext:
         return self.actor.email
 
     def progress(self, done: int, total: int, message: str = "") -> None:
-        """Report progress: to the run's row in the database (applies) and to the caller's callback."""
-        if self.run is not None:
+        """Report progress to the caller's callback, and to the run's row in the database (applies) at most
+        every PROGRESS_STORE_SECONDS, the first and last report always. Call it between transactions."""
+        now = time.monotonic()
+        store = self.run is not None and (done <= 0 or done >= total or now - self._stored >= PROGRESS_STORE_SECONDS)
+        if store:
+            self._stored = now
             self.run.progress(done, total, message)  # Run.progress calls on_progress too
         elif self.on_progress is not None:
             self.on_progress(done, total, message)
+
+    def progress_in_transaction(self, done: int, total: int, message: str = "") -> None:
+        """Progress from inside a long write transaction: stored on PostgreSQL (another connection commits
+        it), only to the callback on SQLite, whose one writer is the transaction itself."""
+        if self.engine.dialect.name == "sqlite":
+            if self.on_progress is not None:
+                self.on_progress(done, total, message)
+            return
+        self.progress(done, total, message)
 
     def cancelled(self) -> bool:
         return bool(self.cancel_check and self.cancel_check())

@@ -24,7 +24,7 @@ from lib.subscription_import import (
     write_in_one_pass,
     write_plan,
 )
-from lib.subscription_rows import open_export, read_export
+from lib.subscription_rows import OpenedExport, open_export, read_export
 
 COUNT_KEYS = ("rows", "created", "updated", "unchanged", "skipped_locked", "unmatched")
 
@@ -43,6 +43,7 @@ class ImportSubscriptionsJob(Job):
 
     def __init__(self, source: Path | str | bytes | None = None):
         self.source = source  # bytes of an upload (the page); else params["file"], a path
+        self.opened: OpenedExport | None = None
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("file", metavar="FILE", help="the .xlsx or .xlsm export")
@@ -63,17 +64,25 @@ class ImportSubscriptionsJob(Job):
         native = plan_import(ctx.engine, read_export(self._source(file), file_name=file_name, sheet=sheet))
         return as_plan(native)
 
-    def apply_in_one_pass(self, ctx: JobContext, *, file: str | None = None, sheet: str | None = None,
-                          file_name: str | None = None, **_ignored) -> Plan:
-        opened = open_export(self._source(file), file_name=file_name, sheet=sheet)
-        return as_plan(write_in_one_pass(ctx.engine, opened, ctx.run, user=ctx.user, on_progress=ctx.progress))
+    def check(self, ctx: JobContext, *, file: str | None = None, sheet: str | None = None,
+              file_name: str | None = None, **_ignored) -> None:
+        if not ctx.dry_run:  # an unreadable file or sheet is refused before a run is recorded
+            self.opened = open_export(self._source(file), file_name=file_name, sheet=sheet)
+
+    def apply_in_one_pass(self, ctx: JobContext, **params) -> Plan:
+        opened = self.opened
+        if opened is None:
+            self.check(ctx, **params)
+            opened = self.opened
+        return as_plan(write_in_one_pass(ctx.engine, opened, ctx.run, user=ctx.user,
+                                         on_progress=ctx.progress_in_transaction))
 
     def check_plan(self, ctx: JobContext, plan: Plan) -> None:
         check_plan_current(ctx.engine, plan.native)
 
     def apply(self, ctx: JobContext, plan: Plan, approved: set[str], outcome: ApplyOutcome) -> None:
         if not ctx.dry_run:
-            write_plan(ctx.engine, plan.native, ctx.run, user=ctx.user, on_progress=ctx.progress)
+            write_plan(ctx.engine, plan.native, ctx.run, user=ctx.user, on_progress=ctx.progress_in_transaction)
 
     def payload(self, ctx: JobContext, plan: Plan, approved: set[str], outcome: ApplyOutcome) -> dict:
         payload = plan.native.summary(run_id=ctx.run_id, dry_run=ctx.dry_run)
@@ -89,8 +98,9 @@ class ImportSubscriptionsJob(Job):
     def run_parameters(self, params: dict, plan: Plan | None, approved: set[str]) -> dict:
         if plan is not None:
             return {"file": plan.native.export.file_name, "sheet": plan.native.export.sheet}
-        return {"file": params.get("file_name") or (Path(params["file"]).name if params.get("file") else None),
-                "sheet": params.get("sheet")}
+        if self.opened is not None:
+            return {"file": self.opened.file_name, "sheet": self.opened.table.sheet}
+        return {"file": params.get("file_name") or params.get("file"), "sheet": params.get("sheet")}
 
     def failure_payload(self, dry_run: bool, message: str) -> dict:
         return {"run_id": None, "dry_run": dry_run, "rows": 0, "created": 0, "updated": 0, "unchanged": 0,
