@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name == f"lib.commands.{module_name}":
                 continue  # not built yet
             raise
+        if hasattr(command, "add_commands"):  # the core jobs' commands, from the job registry
+            command.add_commands(sub)
         command_parser = sub.add_parser(command.NAME, help=command.HELP, description=command.HELP)
         command.add_arguments(command_parser)
         command_parser.set_defaults(handler=command.run)

@@ -38,3 +38,15 @@ def test_every_command_is_in_the_readme():
 def test_readme_gives_the_two_setup_commands():
     assert "pip install -r requirements.txt && streamlit run Home.py" in README
     assert "pip install -r requirements.txt && pytest" in README
+
+
+def test_readme_job_rows_come_from_the_job_registry():
+    """The jobs' rows of the README's command table are what lib/jobs/registry.py declares, in its order."""
+    from lib.commands.jobs import readme_rows
+
+    section = README.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    table = [line for line in section.splitlines() if line.startswith("| `")]
+    rows = readme_rows()
+    assert rows[0] in table, "README's job rows differ from the registry: paste lib.commands.jobs.readme_rows()"
+    start = table.index(rows[0])
+    assert table[start:start + len(rows)] == rows

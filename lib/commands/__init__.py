@@ -1,13 +1,13 @@
-"""One file per `manage.py` subcommand: each defines NAME, HELP, add_arguments(parser) and run(args) -> int."""
+"""One file per `manage.py` subcommand: each defines NAME, HELP, add_arguments(parser) and run(args) -> int.
+
+A file may also define add_commands(subparsers) for commands it builds itself (jobs.py: one per core job).
+"""
 
 COMMANDS = [
     "migrate",
     "create_module",
     "modules",
-    "import_subscriptions",
-    "cvr_lookup",
-    "economic_relink",
-    "crm_sync",
+    "jobs",  # one subcommand per core job (from lib/jobs/registry.py), and `job list|run MODULE.JOB`
     "runs",
     "undo",
     "sandbox",

@@ -6,15 +6,16 @@ import argparse
 from collections.abc import Callable
 
 from lib.cli import emit, error_line
+from lib.jobs.runner import exit_code
 
 
 def finish_command(args: argparse.Namespace, payload: dict, human: Callable[[dict], str]) -> int:
     """Print the result (one JSON object with --json); exit 3 when an outside service stopped the job."""
     emit(args, payload, human)
-    if payload.get("stopped"):
+    code = exit_code(payload)
+    if code:
         error_line(f"stopped early: {payload['stopped']}")
-        return 3
-    return 0
+    return code
 
 
 def counts_line(payload: dict, keys: tuple[str, ...]) -> str:

@@ -140,6 +140,7 @@ class Job:
     title: ClassVar[str]  # for people: the navigation and the job panel
     help: ClassVar[str] = ""  # one line for `manage.py --help` and the README's command table
     usage: ClassVar[str] = ""  # the arguments as the README shows them, e.g. "FILE [--sheet NAME]"
+    doc: ClassVar[str] = ""  # the README's "does" column (default: help)
     required_role: ClassVar[str] = "operator"  # to apply; a preview needs only viewer
     action: ClassVar[str] = "run this job"  # "your role may not <action>"
     page: ClassVar[str | None] = None  # a core job's page file (app_pages/…); None: no page of its own

@@ -46,6 +46,8 @@ class CrmSyncJob(Job):
     title = "CRM sync"
     help = "fill missing CVR numbers from the CRM and link accounts (preview unless --apply)"
     usage = "--source vtiger|simplycrm [--write-back]"
+    doc = ("fill missing CVR numbers from the CRM and link accounts; `--write-back` fills the CRM's empty CVR fields "
+           "(needs `CRM_WRITE_BACK=true`)")
     action = "apply the CRM sync"
     page = "app_pages/crm_sync.py"
     icon = ":material/sync:"

@@ -39,6 +39,7 @@ class CvrLookupJob(Job):
     title = "CVR lookup"
     help = "find CVR numbers for customers without one (cvrapi.dk, cached; preview unless --apply)"
     usage = "[--limit N]"
+    doc = "find CVR numbers for customers without one"
     action = "set CVR numbers"
     page = "app_pages/cvr_lookup.py"
     icon = ":material/travel_explore:"

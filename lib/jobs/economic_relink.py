@@ -34,6 +34,7 @@ class EconomicRelinkJob(Job):
     kind = "economic-relink"
     title = "e-conomic"
     help = "link Hub customers to e-conomic customer numbers (reads e-conomic only; preview unless --apply)"
+    doc = "link Hub customers to e-conomic customer numbers"
     action = "link customers to e-conomic"
     page = "app_pages/economic.py"
     icon = ":material/account_balance:"

@@ -34,6 +34,7 @@ class ImportSubscriptionsJob(Job):
     title = "Import subscriptions"
     help = "import subscriptions from a BMC Office Excel export (preview unless --apply)"
     usage = "FILE [--sheet NAME]"
+    doc = "BMC Office Excel import"
     action = "import subscriptions"
     page = "app_pages/import_subscriptions.py"
     icon = ":material/upload_file:"
