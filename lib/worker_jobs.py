@@ -16,8 +16,8 @@ from lib.db import write_transaction
 from lib.import_report import error_report_csv, error_report_xlsx
 from lib.job_plans import PlanUnusable, claim_plan, get_plan, store_plan, why_unusable
 from lib.job_worker import Progress, WorkerJob, jobs_dir, register
+from lib.jobs.import_subscriptions import ImportSubscriptionsJob
 from lib.runs import Run, RunCancelled
-from lib.subscription_import import KIND as IMPORT_KIND
 from lib.subscription_import import (
     ONE_PASS_CHUNK_ROWS,
     CustomerIndex,
@@ -32,6 +32,8 @@ from lib.subscription_import import (
     plan_import,
 )
 from lib.subscription_rows import SubscriptionRow, iter_rows, open_export, read_export
+
+IMPORT_KIND = ImportSubscriptionsJob.kind
 
 
 def import_fingerprint(engine: Engine) -> str:

@@ -31,16 +31,15 @@ from typing import Any, ClassVar
 
 from sqlalchemy.engine import Connection, Engine
 
-from lib.errors import HubError
 from lib.roles import Actor
+from lib.runs import RunCancelled
 
 ProgressCallback = Callable[[int, int, str], None]
 NOT_IN_PLAN = "not in the plan (any more); nothing written"
 PROGRESS_STORE_SECONDS = 0.25  # the runs table gets a progress row at most this often (pages poll it)
 
 
-class JobCancelled(HubError):
-    """Someone pressed Cancel: the runner stops at the next chunk; completed chunks stay committed."""
+JobCancelled = RunCancelled  # someone pressed Cancel: the runner stops at the next chunk, completed chunks stay
 
 
 @dataclass
@@ -84,13 +83,18 @@ class JobContext:
             return
         self.progress(done, total, message)
 
-    def cancelled(self) -> bool:
-        return bool(self.cancel_check and self.cancel_check())
+    def cancelled(self) -> str | bool | None:
+        """Who asked to stop (truthy), else falsy: `cancel_check` when given, else the run's Cancel request."""
+        if self.cancel_check is not None:
+            return self.cancel_check()
+        asked = getattr(self.run, "cancel_requested", None)
+        return asked() if callable(asked) and self.run_id is not None else None
 
     def check_cancel(self) -> None:
-        """Raise JobCancelled when someone asked to stop (the runner calls it between chunks)."""
-        if self.cancelled():
-            raise JobCancelled("cancelled by request")
+        """Raise RunCancelled when someone asked to stop (the runner calls it between chunks)."""
+        who = self.cancelled()
+        if who:
+            raise JobCancelled(f"cancelled by {who}" if isinstance(who, str) else "cancelled by request")
 
     def closing(self, resource):
         """Register a client (anything with .close()) for the runner to close on every path; returns it."""

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -36,7 +35,7 @@ from lib.errors import RowError, ServiceError
 from lib.jobs.contract import NOT_IN_PLAN, ApplyOutcome, Job, JobCancelled, JobContext, Plan, ProgressCallback
 from lib.jobs.registry import get_job
 from lib.roles import Actor, require_role
-from lib.runs import Run, job_run
+from lib.runs import Run, adopt_run, job_run
 
 
 def preview(kind: str, params: dict | None, actor: Actor, *, approved: Iterable[str] = (),
@@ -65,7 +64,8 @@ def apply(kind: str, params: dict | None, approved: Iterable[str] = (), actor: A
     """Plan (unless `plan` is given) and write the confident proposals plus the approved ones, as one run.
 
     `run_id`: a run already started for this job (lib.runs.start_run, e.g. by the page that queued it);
-    this process takes it over (lock owner, heartbeat) instead of starting one.
+    this process takes it over (lib.runs.adopt_run: lock owner, heartbeat) instead of starting one.
+    Cancellation: `cancel_check()` when given, else the run's Cancel request (lib.runs.request_cancel).
     """
     if actor is None:
         raise TypeError("apply needs the acting person (lib.roles.Actor)")
@@ -97,7 +97,7 @@ def apply(kind: str, params: dict | None, approved: Iterable[str] = (), actor: A
             payload = _write(job, ctx, plan, keys, written=written_in_one_pass)
             stats = job.run_stats(plan) or job.stats(payload)
             if payload.get("cancelled"):
-                _close(run, "cancelled", stats, "cancelled by request; the completed chunks are kept")
+                run.cancel(f"{payload['cancelled']}; the completed chunks are kept (undo reverts them)", stats)
             elif plan.stopped:
                 run.stop(plan.stopped, stats)
             else:
@@ -113,11 +113,12 @@ def _write(job: Job, ctx: JobContext, plan: Plan, approved: set[str], *, written
     try:
         if not written:
             job.apply(ctx, plan, approved, outcome)
-    except JobCancelled:
+    except JobCancelled as exc:
         outcome.cancelled = True
+        reason = str(exc)
     payload = job.payload(ctx, plan, approved, outcome)
     if outcome.cancelled:
-        payload["cancelled"] = True
+        payload["cancelled"] = reason
     return payload
 
 
@@ -182,7 +183,10 @@ def _run(engine: Engine, job: Job, actor: Actor, parameters: dict, run_id: int |
                      on_progress=on_progress) as run:
             yield run
         return
-    run = adopt_run(engine, run_id, job.kind, actor.email, on_progress)
+    run = adopt_run(engine, run_id)
+    if run.kind != job.kind or run.closed:
+        raise ValueError(f"run {run_id} is not a running {job.kind} run")
+    run.on_progress = on_progress
     try:
         yield run
     except ServiceError as exc:
@@ -191,26 +195,6 @@ def _run(engine: Engine, job: Job, actor: Actor, parameters: dict, run_id: int |
     except BaseException as exc:
         run.fail(str(exc) or type(exc).__name__)
         raise
-
-
-def adopt_run(engine: Engine, run_id: int, kind: str, user: str, on_progress: ProgressCallback | None) -> Run:
-    """Take over a run started elsewhere (its lock row gets this process as owner)."""
-    from lib.runs import _owner
-
-    with write_transaction(engine) as conn:
-        row = conn.execute(text("SELECT kind, status FROM runs WHERE id = :id"), {"id": run_id}).first()
-        if row is None or row[0] != kind or row[1] != "running":
-            raise ValueError(f"run {run_id} is not a running {kind} run")
-        conn.execute(text("UPDATE run_locks SET owner = :o WHERE run_id = :id"), {"o": _owner(), "id": run_id})
-    return Run(engine, kind, False, user, run_id, on_progress)
-
-
-def _close(run: Run, status: str, stats: dict, reason: str) -> None:
-    closer = getattr(run, "cancel", None)
-    if callable(closer):
-        closer(reason, stats)
-    else:
-        run._close(status, stats, reason)
 
 
 def exit_code(payload: dict) -> int:
