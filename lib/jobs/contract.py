@@ -222,10 +222,6 @@ class Job:
         """What the run record keeps (the Runs page shows it)."""
         return {k: payload[k] for k in self.count_keys if k in payload}
 
-    def run_stats(self, plan: Plan) -> dict | None:
-        """The run record's statistics when they come from the plan rather than the payload (else None)."""
-        return None
-
     def failure_payload(self, dry_run: bool, message: str) -> dict | None:
         """The JSON object `--json` prints when the job is refused (exit 2), when it has one of its own."""
         return None

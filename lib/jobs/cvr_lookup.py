@@ -105,7 +105,7 @@ class CvrLookupJob(Job):
             proposals=[public_proposal(p) for p in native.proposals],
         )
 
-    def stats(self, payload: dict) -> dict:
+    def stats(self, payload: dict, plan: Plan) -> dict:
         return {k: payload[k] for k in COUNT_KEYS} | {"requests": payload["requests"]}
 
     def run_parameters(self, params: dict, plan: Plan | None, approved: set[str]) -> dict:

@@ -90,10 +90,7 @@ class ImportSubscriptionsJob(Job):
         payload["errors"] += outcome.errors
         return payload
 
-    def stats(self, payload: dict) -> dict:
-        return {}  # the run keeps the plan's own statistics (run_stats)
-
-    def run_stats(self, plan: Plan) -> dict:
+    def stats(self, payload: dict, plan: Plan) -> dict:
         return plan.native.stats()
 
     def run_parameters(self, params: dict, plan: Plan | None, approved: set[str]) -> dict:

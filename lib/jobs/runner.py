@@ -95,7 +95,7 @@ def apply(kind: str, params: dict | None, approved: Iterable[str] = (), actor: A
             if plan is None:
                 plan = job.plan(ctx, **params)
             payload = _write(job, ctx, plan, keys, written=written_in_one_pass)
-            stats = job.run_stats(plan) or job.stats(payload)
+            stats = job.stats(payload, plan)
             if payload.get("cancelled"):
                 run.cancel(f"{payload['cancelled']}; the completed chunks are kept (undo reverts them)", stats)
             elif plan.stopped:
