@@ -75,13 +75,10 @@ class JobContext:
             self.on_progress(done, total, message)
 
     def progress_in_transaction(self, done: int, total: int, message: str = "") -> None:
-        """Progress from inside a long write transaction: stored on PostgreSQL (another connection commits
-        it), only to the callback on SQLite, whose one writer is the transaction itself."""
-        if self.engine.dialect.name == "sqlite":
-            if self.on_progress is not None:
-                self.on_progress(done, total, message)
-            return
-        self.progress(done, total, message)
+        """Progress from inside one long write transaction (the import's one pass): to the callback only. On
+        SQLite that transaction is the one writer; a job that wants stored progress commits in chunks."""
+        if self.on_progress is not None:
+            self.on_progress(done, total, message)
 
     def cancelled(self) -> str | bool | None:
         """Who asked to stop (truthy), else falsy: `cancel_check` when given, else the run's Cancel request."""
