@@ -11,11 +11,14 @@ from streamlit.errors import StreamlitAPIException
 from lib.errors import HubError, InputError
 from lib.job_plans import get_plan, plan_for_run, why_unusable
 from lib.job_worker import APPLY, PREVIEW, latest_run, save_upload, start_job
-from lib.subscription_import import KIND, OUTCOMES
+from lib.jobs.import_subscriptions import ImportSubscriptionsJob
+from lib.subscription_import import OUTCOMES
 from lib.subscription_rows import COLUMN_ALIASES, FIELD_LABELS, header_candidates
 from lib.worker_jobs import import_fingerprint
 from ui.job_progress import show_outcome, watch_run
 from ui.session import hub_engine, page_actor
+
+KIND = ImportSubscriptionsJob.kind
 
 OUTCOME_LABELS = {"create": "Create", "update": "Update", "unchanged": "Unchanged", "skipped_locked": "Skipped (locked)",
                   "unmatched": "Unmatched", "rejected": "Rejected"}
