@@ -52,7 +52,7 @@ except HubError as exc:  # e.g. DEFAULT_ROLE is not a role
     st.stop()
 st.session_state["_hub_actor"] = None
 if actor.mode == "oidc":
-    session_gate(engine, actor)  # stops the run for a signed-out, revoked, too old or refused identity
+    session_gate(engine, actor, router=True)  # stops the run for a signed-out, revoked, too old or refused identity
 st.session_state["_hub_actor"] = actor
 with st.sidebar:
     if actor.mode == "local":

@@ -13,7 +13,7 @@ from lib.subscriptions import (
     product_totals,
     total_mrr,
 )
-from ui.session import hub_engine, page_actor
+from ui.session import hub_engine, page_actor, still_signed_in
 
 PAGE_SIZE = 100
 ALL = "All"
@@ -69,6 +69,7 @@ st.dataframe(frame.drop(columns=["mrr"]), hide_index=True, width="stretch")
 @st.fragment
 def subscription_rows() -> None:
     """The list, a page at a time: paging reruns only this part."""
+    still_signed_in()
     st.subheader("Subscriptions")
     pages = max(1, -(-total // PAGE_SIZE))
     page = st.number_input(f"Page (of {number(pages)})", min_value=1, max_value=pages, value=1, step=1,

@@ -6,7 +6,9 @@ the next server process."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
+from lib.customers import create_customer
 from lib.sessions import list_sign_ins
 from tests.browser import CHROMIUM_ARGS, wait_idle
 from tests.conftest import CHROMIUM, require_chromium
@@ -30,6 +32,11 @@ ADMIN_PAGES = {"Integrations", "Modules", "Sessions"}
 @pytest.fixture
 def hub(engine, tmp_path):
     require_chromium()
+    customer = create_customer(engine, {"name": "Alfa ApS"}, user="seed")
+    with engine.begin() as conn:  # two pages of subscriptions
+        conn.execute(text("INSERT INTO subscriptions (customer_id, product, quantity, unit_price, billing_interval, "
+                          "status) VALUES (:c, :p, 1, 100, 'monthly', 'active')"),
+                     [{"c": customer, "p": f"Backup {n}"} for n in range(101)])
     ensure_provider_installed()
     setup = SignInSetup(tmp_path, ACCOUNTS)
     try:
@@ -134,6 +141,22 @@ def test_sign_in_roles_refusals_and_sign_out_against_a_real_provider(hub, browse
     assert people == {"peter@partner.dk": "viewer", "anna@bmc.dk": "operator", "boss@bmc.dk": "admin",
                       "boss@bmc.dk (unverified)": "none", "someone@gmail.com": "none"}
 
+    # The viewer pages through subscriptions (a fragment: it reruns without the router) while the admin
+    # revokes the viewer's sessions on the Sessions page; the next page turn shows why, and no data.
+    viewer = pages["viewer"]
+    viewer.get_by_test_id("stSidebarNavLink").filter(has_text="Subscriptions").click()
+    viewer.get_by_text("Page (of 2)").wait_for()
+    admin.get_by_test_id("stSelectbox").filter(has_text="Person").click()
+    admin.get_by_role("option", name="peter@partner.dk").click()
+    wait_idle(admin)
+    admin.get_by_role("button", name="Revoke this person's sessions").click()
+    admin.get_by_text("Every session peter@partner.dk had before").wait_for()
+    viewer.locator('input[type="number"]').fill("2")
+    viewer.locator('input[type="number"]').press("Enter")
+    viewer.get_by_text("An admin (boss@bmc.dk) ended your sessions").wait_for()
+    wait_idle(viewer)
+    assert nav_titles(viewer) == set() and viewer.get_by_test_id("stDataFrame").count() == 0
+
     # Sign out, then replay the old cookie in a fresh browser: refused, nothing drawn, on every replica.
     operator = pages["operator"]
     old_cookies = [c for c in operator.context.cookies() if c["name"].startswith("_streamlit_user")]
@@ -157,8 +180,8 @@ def test_sign_in_roles_refusals_and_sign_out_against_a_real_provider(hub, browse
     login_at_provider(replay, hub, "operator", "Sign in again")
     replay.get_by_text("Signed in as anna@bmc.dk (operator)").wait_for()
     # The other people's sessions go on.
-    open_app(pages["viewer"], hub.base)
-    pages["viewer"].get_by_text("Signed in as peter@partner.dk (viewer)").wait_for()
+    open_app(admin, hub.base)
+    admin.get_by_text("Signed in as boss@bmc.dk (admin)").wait_for()
 
 
 def hub_engine_of():

@@ -9,6 +9,7 @@ from lib.errors import HubError
 from lib.job_worker import refresh, running_runs
 from lib.roles import Actor
 from lib.runs import request_cancel
+from ui.session import still_signed_in
 
 POLL_SECONDS = 1.0
 
@@ -39,6 +40,7 @@ def _cancel_button(engine: Engine, run: dict, me: Actor, job_role: str) -> None:
 
 
 def _running(engine: Engine, run_id: int, me: Actor, job_role: str) -> None:
+    still_signed_in()
     run = refresh(engine, run_id)
     if run["status"] != "running":
         st.rerun(scope="app")  # finished: let the page show the result
@@ -67,6 +69,7 @@ def show_outcome(run: dict) -> None:
 
 
 def _all_running(engine: Engine, me: Actor) -> None:
+    still_signed_in()
     runs = [r for r in (refresh(engine, r["run_id"]) for r in running_runs(engine)) if r["status"] == "running"]
     if not runs:
         st.caption("No job is running.")

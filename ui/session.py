@@ -83,6 +83,8 @@ def page_actor(needed: str = "viewer") -> Actor:
         st.error("Sign in first.")
         st.stop()
     me = actor()
+    if me.mode == "oidc":
+        session_gate(hub_engine(), me)  # also when a page runs alone: signed out, revoked, too old, no role
     if not me.can(needed):
         st.error(f"This page needs the {needed} role; you are signed in as {me.email} with the {me.role} role.")
         st.stop()
@@ -110,13 +112,25 @@ def _login_again(provider: str) -> None:
         st.login(provider) if provider != "default" else st.login()
 
 
-def session_gate(engine: Engine, actor: Actor) -> None:
+def _refused_page() -> None:
+    """The only page while refused (never run: the gate stops first)."""
+
+
+def _clear_navigation(router: bool) -> None:
+    """The router's refusal replaces a page list an earlier run of this browser session left in the sidebar."""
+    if router:
+        st.navigation([st.Page(_refused_page, title="BMC Hub", url_path="refused", default=True)],
+                      position="hidden")
+
+
+def session_gate(engine: Engine, actor: Actor, *, router: bool = False) -> None:
     """Stop the run (with a page saying why) unless this identity may go on; records the sign-in."""
     claims = identity_claims()
     provider = str(claims.get("provider") or "default")
     problem = session_problem(engine, actor.email, issued_at(claims), get_settings().session_max_age_hours)
     if problem:
         _log_once("session refused", actor, problem)
+        _clear_navigation(router)
         st.title("BMC Hub")
         st.warning(problem, icon=":material/logout:")
         _login_again(provider)
@@ -126,11 +140,24 @@ def session_gate(engine: Engine, actor: Actor) -> None:
         st.session_state["_hub_seen_at"] = time.time()
     if actor.role == NO_ROLE:
         _log_once("sign-in refused", actor, "no role list names this person and DEFAULT_ROLE is none")
+        _clear_navigation(router)
         st.title("BMC Hub")
         st.error(f"Your account ({actor.email}) is not allowed here. Ask an admin to add it to the Hub's role "
                  "lists.", icon=":material/block:")
         sign_out_button(engine, actor)
         st.stop()
+
+
+def still_signed_in() -> None:
+    """First line of a fragment, which reruns without Home.py's checks: a signed-out, revoked or too old
+    identity reruns the whole app, which then says why and draws nothing else."""
+    me = actor()
+    if me.mode != "oidc":
+        return
+    claims = identity_claims()
+    if not claims.get("is_logged_in") or session_problem(hub_engine(), me.email, issued_at(claims),
+                                                          get_settings().session_max_age_hours):
+        st.rerun(scope="app")
 
 
 def sign_out_button(engine: Engine, actor: Actor) -> None:
