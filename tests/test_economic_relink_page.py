@@ -9,7 +9,7 @@ from lib.audit import insert_rows
 from lib.cvr import make_cvr
 from lib.runs import list_runs
 from lib.sandbox import EconomicSimulator, make_customer
-from tests.apptest import app, no_exception, texts
+from tests.apptest import app, no_exception, signed_in, texts
 
 PAGE = "app_pages/economic.py"
 
@@ -111,7 +111,7 @@ def test_missing_tokens_show_one_error(engine, hub, sim, monkeypatch):
 
 def test_viewer_is_refused(engine, hub, sim, monkeypatch):
     monkeypatch.setenv("REQUIRE_LOGIN", "false")
-    at = app(PAGE, user={"email": "someone@example.com", "is_logged_in": True})
+    at = app(PAGE, user=signed_in("someone@example.com"))
     at.run()
     no_exception(at)
     assert "needs the operator role" in texts(at)
