@@ -163,3 +163,15 @@ def test_a_worker_that_dies_goes_stale_and_the_next_start_proceeds(engine, monke
     again = start_run(engine, KIND, user="bob")
     assert again.finish() == "succeeded"
     assert [r["status"] for r in list_runs(engine, kind=KIND)] == ["succeeded", "stale"]
+
+
+def test_cancel_command(engine, capsys):
+    from lib.cli import main
+
+    run = start_run(engine, KIND, user="ann")
+    assert main(["cancel", str(run.id), "--json"]) == 0
+    assert '"cancel_requested_by": "cli"' in capsys.readouterr().out
+    assert run.cancel_requested() == "cli"
+    run.cancel("cancelled by cli")
+    assert main(["cancel", str(run.id)]) == 2
+    assert "is not running (status cancelled)" in capsys.readouterr().err

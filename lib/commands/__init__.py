@@ -10,6 +10,7 @@ COMMANDS = [
     "jobs",  # one subcommand per core job (from lib/jobs/registry.py), and `job list|run MODULE.JOB`
     "runs",
     "undo",
+    "cancel",
     "sandbox",
     "demo_data",
     "doctor",
