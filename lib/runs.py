@@ -758,9 +758,16 @@ def undo_run(engine: Engine, run_id: int, *, user: str, force: bool = False, rol
                 raise _refusal(run_id, conflicts)
             stats["overwrote_later_changes"] = len(conflicts)
             try:
-                _revert(conn, effects, undo.id, user, stats)
+                clashes = _revert(conn, effects, undo.id, user, stats)
             except Exception as exc:
                 raise HubError(f"undo of run {run_id} failed, nothing was changed: {failure_reason(exc)}") from exc
+            if clashes:  # the transaction rolls back: nothing was changed
+                rows = ", ".join(f"{c['table_name']}#{c['row_id']}" for c in clashes[:20])
+                raise UndoRefused(
+                    f"run {run_id} cannot be undone: {len(clashes)} row(s) it removed cannot be put back because "
+                    f"another row now holds the same unique value: "
+                    f"{rows} ({clashes[0]['reason']})",
+                    clashes)
             _link_undo(conn, run_id, undo.id, now["undoes_run_id"])
         undo.finish(stats)
     return {"run_id": undo.id, "undone_run_id": run_id, **stats}
@@ -784,8 +791,13 @@ def _link_undo(conn: Connection, run_id: int, undo_id: int, undid: int | None) -
         conn.execute(text("UPDATE runs SET undone_by_run_id = :u WHERE id = :r"), {"u": undid, "r": before})
 
 
-def _revert(conn: Connection, effects: list[_RowEffect], undo_id: int, user: str, stats: dict) -> None:
-    """Put every row back as it was before the run (children the run inserted after their parents first)."""
+def _revert(conn: Connection, effects: list[_RowEffect], undo_id: int, user: str, stats: dict) -> list[dict]:
+    """Put every row back as it was before the run (children the run inserted after their parents first).
+
+    Returns the rows that could not be put back because the database refused them (a unique value now
+    held by another row, e.g. the same subscription imported again since): the caller refuses the undo.
+    """
+    clashes: list[dict] = []
     for e in reversed(effects):
         exists = conn.execute(text(f"SELECT 1 FROM {e.table} WHERE id = :id"), {"id": e.row_id}).first() is not None
         if e.inserted:
@@ -794,13 +806,21 @@ def _revert(conn: Connection, effects: list[_RowEffect], undo_id: int, user: str
                 stats["rows_deleted"] += 1
             continue
         if e.deleted and not exists:
-            _reinsert(conn, e.table, e.row_id, dict(e.before), undo_id, user)
+            try:
+                with conn.begin_nested():
+                    _reinsert(conn, e.table, e.row_id, dict(e.before), undo_id, user)
+            except IntegrityError as exc:
+                reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else "unique value taken"
+                clashes.append({"table_name": e.table, "row_id": e.row_id, "field": WHOLE_ROW, "current": None,
+                                "run_value": None, "reason": reason, "run_id": None, "changed_by": None})
+                continue
             stats["rows_restored"] += 1
             continue
         if not exists:
             continue  # deleted since (a forced undo): nothing to restore the fields into
         written = update_row(conn, e.table, e.row_id, e.before, run_id=undo_id, user=user)
         stats["fields_restored"] += len(written)
+    return clashes
 
 
 def _reinsert(conn: Connection, table: str, row_id: int, values: dict, undo_id: int, user: str) -> None:

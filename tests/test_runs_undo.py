@@ -155,3 +155,19 @@ def test_module_settings_runs_undo_in_sequence_too(engine):
     undo_run(engine, first.id, user="ann")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM module_settings")).scalar_one() == 0
+
+
+def test_redo_refused_when_the_same_subscription_was_imported_again(engine, tmp_path):
+    """Found by the state machine: import X, undo, import X again, undo the undo → the row cannot come back."""
+    seed_sample_customers(engine)
+    _, a = import_subscriptions(engine, export(tmp_path, "x.xlsx", [1]), apply=True, **ADMIN)
+    undo = undo_run(engine, a["run_id"], user=ADMIN["user"], role="operator")
+    _, again = import_subscriptions(engine, export(tmp_path, "x.xlsx", [1]), apply=True, **ADMIN)
+    assert again["created"] == 1
+    state = rows_of(engine)
+    for force in (False, True):
+        with pytest.raises(UndoRefused, match="cannot be put back because another row now holds the same unique"):
+            undo_run(engine, undo["run_id"], user=ADMIN["user"], role="operator", force=force)
+    assert rows_of(engine) == state
+    assert get_run(engine, undo["run_id"])["undone_by_run_id"] is None
+    assert [r["status"] for r in list_runs(engine, kind="undo")][:2] == ["failed", "failed"]
