@@ -5,7 +5,7 @@ lib.customers, lib.runs.undo_run) and checks after every step that the database 
 the model holds the expected rows; a run's effect is the difference of the model before and after it; an
 undo must either restore exactly the cells the run changed (rows it added go, rows it removed come back)
 or refuse, naming exactly the cells that no longer hold what the run wrote. No run may be left running and
-no lock held. Bounded for CI: STATEFUL_EXAMPLES (default 15) examples of up to 8 steps each.
+no lock held. Bounded for CI: STATEFUL_EXAMPLES (default 10) examples of up to 8 steps each.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tests.conftest import IN_CI
 from tests.test_excel_reader import write_xlsx
 from tests.test_subscription_import import HEADER
 
-EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "10"))
 STEPS = 8
 USER = "anna@bmc.dk"
 CUSTOMERS = {1001: "Nordlys Rådgivning ApS", 1002: "Østergaard & Søn A/S", 1003: "Blåbær IT I/S"}
