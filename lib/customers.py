@@ -19,10 +19,11 @@ from lib.text_input import check_text, text_problem
 
 EDITABLE_FIELDS = AUDITED_TABLES["customers"]
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-# Characters per field; migration 012 holds the database to the same numbers (a test checks they agree).
+# Characters per field: generous enough for what e-conomic and the CRMs allow (e-conomic: name 255, address
+# 510, zip 30, phone 255), so a sync never meets them. Migration 012 holds the database to the same numbers.
 FIELD_LIMITS = {
-    "name": 200, "cvr_number": 20, "economic_customer_number": 20, "vtiger_account_id": 100,
-    "simplycrm_account_id": 100, "email": 320, "phone": 50, "address": 300, "zip": 20, "city": 100,
+    "name": 255, "cvr_number": 20, "economic_customer_number": 20, "vtiger_account_id": 100,
+    "simplycrm_account_id": 100, "email": 320, "phone": 255, "address": 510, "zip": 30, "city": 100,
 }
 SEARCH_LIMIT = 200
 STALE = "changed by someone else meanwhile — reload"

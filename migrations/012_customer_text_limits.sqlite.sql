@@ -1,11 +1,11 @@
--- Text limits on customers (the same numbers as lib/customers.py FIELD_LIMITS): one bad input can no longer
--- store a megabyte name. SQLite cannot add a CHECK to a table, so triggers hold the limits; an update checks
--- only the columns it writes, so rows stored before stay editable. length() stops at a NUL, hence the byte
--- checks.
+-- Text limits on customers (the same numbers as lib/customers.py FIELD_LIMITS, as long as e-conomic's): one bad input can no longer
+-- store a megabyte name. SQLite cannot add a CHECK to a table, so triggers hold the limits. Rows stored before
+-- are not checked now; an update of one of these columns checks the whole row. length() stops at a NUL,
+-- hence the byte checks.
 CREATE TRIGGER customers_text_limits_insert BEFORE INSERT ON customers
 BEGIN
-    SELECT RAISE(ABORT, 'customers.name is longer than 200 characters')
-        WHERE length(NEW.name) > 200 OR length(CAST(NEW.name AS BLOB)) > 800;
+    SELECT RAISE(ABORT, 'customers.name is longer than 255 characters')
+        WHERE length(NEW.name) > 255 OR length(CAST(NEW.name AS BLOB)) > 1020;
     SELECT RAISE(ABORT, 'customers.name contains a NUL character')
         WHERE instr(CAST(NEW.name AS BLOB), X'00') > 0;
     SELECT RAISE(ABORT, 'customers.vtiger_account_id is longer than 100 characters')
@@ -20,16 +20,16 @@ BEGIN
         WHERE length(NEW.email) > 320 OR length(CAST(NEW.email AS BLOB)) > 1280;
     SELECT RAISE(ABORT, 'customers.email contains a NUL character')
         WHERE instr(CAST(NEW.email AS BLOB), X'00') > 0;
-    SELECT RAISE(ABORT, 'customers.phone is longer than 50 characters')
-        WHERE length(NEW.phone) > 50 OR length(CAST(NEW.phone AS BLOB)) > 200;
+    SELECT RAISE(ABORT, 'customers.phone is longer than 255 characters')
+        WHERE length(NEW.phone) > 255 OR length(CAST(NEW.phone AS BLOB)) > 1020;
     SELECT RAISE(ABORT, 'customers.phone contains a NUL character')
         WHERE instr(CAST(NEW.phone AS BLOB), X'00') > 0;
-    SELECT RAISE(ABORT, 'customers.address is longer than 300 characters')
-        WHERE length(NEW.address) > 300 OR length(CAST(NEW.address AS BLOB)) > 1200;
+    SELECT RAISE(ABORT, 'customers.address is longer than 510 characters')
+        WHERE length(NEW.address) > 510 OR length(CAST(NEW.address AS BLOB)) > 2040;
     SELECT RAISE(ABORT, 'customers.address contains a NUL character')
         WHERE instr(CAST(NEW.address AS BLOB), X'00') > 0;
-    SELECT RAISE(ABORT, 'customers.zip is longer than 20 characters')
-        WHERE length(NEW.zip) > 20 OR length(CAST(NEW.zip AS BLOB)) > 80;
+    SELECT RAISE(ABORT, 'customers.zip is longer than 30 characters')
+        WHERE length(NEW.zip) > 30 OR length(CAST(NEW.zip AS BLOB)) > 120;
     SELECT RAISE(ABORT, 'customers.zip contains a NUL character')
         WHERE instr(CAST(NEW.zip AS BLOB), X'00') > 0;
     SELECT RAISE(ABORT, 'customers.city is longer than 100 characters')
@@ -40,8 +40,8 @@ END;
 
 CREATE TRIGGER customers_text_limits_update BEFORE UPDATE OF name, vtiger_account_id, simplycrm_account_id, email, phone, address, zip, city ON customers
 BEGIN
-    SELECT RAISE(ABORT, 'customers.name is longer than 200 characters')
-        WHERE length(NEW.name) > 200 OR length(CAST(NEW.name AS BLOB)) > 800;
+    SELECT RAISE(ABORT, 'customers.name is longer than 255 characters')
+        WHERE length(NEW.name) > 255 OR length(CAST(NEW.name AS BLOB)) > 1020;
     SELECT RAISE(ABORT, 'customers.name contains a NUL character')
         WHERE instr(CAST(NEW.name AS BLOB), X'00') > 0;
     SELECT RAISE(ABORT, 'customers.vtiger_account_id is longer than 100 characters')
@@ -56,16 +56,16 @@ BEGIN
         WHERE length(NEW.email) > 320 OR length(CAST(NEW.email AS BLOB)) > 1280;
     SELECT RAISE(ABORT, 'customers.email contains a NUL character')
         WHERE instr(CAST(NEW.email AS BLOB), X'00') > 0;
-    SELECT RAISE(ABORT, 'customers.phone is longer than 50 characters')
-        WHERE length(NEW.phone) > 50 OR length(CAST(NEW.phone AS BLOB)) > 200;
+    SELECT RAISE(ABORT, 'customers.phone is longer than 255 characters')
+        WHERE length(NEW.phone) > 255 OR length(CAST(NEW.phone AS BLOB)) > 1020;
     SELECT RAISE(ABORT, 'customers.phone contains a NUL character')
         WHERE instr(CAST(NEW.phone AS BLOB), X'00') > 0;
-    SELECT RAISE(ABORT, 'customers.address is longer than 300 characters')
-        WHERE length(NEW.address) > 300 OR length(CAST(NEW.address AS BLOB)) > 1200;
+    SELECT RAISE(ABORT, 'customers.address is longer than 510 characters')
+        WHERE length(NEW.address) > 510 OR length(CAST(NEW.address AS BLOB)) > 2040;
     SELECT RAISE(ABORT, 'customers.address contains a NUL character')
         WHERE instr(CAST(NEW.address AS BLOB), X'00') > 0;
-    SELECT RAISE(ABORT, 'customers.zip is longer than 20 characters')
-        WHERE length(NEW.zip) > 20 OR length(CAST(NEW.zip AS BLOB)) > 80;
+    SELECT RAISE(ABORT, 'customers.zip is longer than 30 characters')
+        WHERE length(NEW.zip) > 30 OR length(CAST(NEW.zip AS BLOB)) > 120;
     SELECT RAISE(ABORT, 'customers.zip contains a NUL character')
         WHERE instr(CAST(NEW.zip AS BLOB), X'00') > 0;
     SELECT RAISE(ABORT, 'customers.city is longer than 100 characters')

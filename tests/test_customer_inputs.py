@@ -203,7 +203,7 @@ def test_012_applies_over_legacy_long_values_and_the_row_stays_fixable(db_url, t
     assert get_customer(engine, cid)["address"] == legacy
     with pytest.raises(CustomerInvalid) as err:  # a write checks the whole row: the message names the long field
         update_customer(engine, cid, {"phone": "12345678"}, user="ann")
-    assert err.value.errors == {"address": "is longer than the 300 characters the database allows"}
+    assert err.value.errors == {"address": f"is longer than the {FIELD_LIMITS['address']} characters the database allows"}
     update_customer(engine, cid, {"address": "Kort vej 1", "phone": "12345678"}, user="ann")
     stored = get_customer(engine, cid)
     assert stored["address"] == "Kort vej 1" and stored["phone"] == "12345678"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lib.customers import STALE, create_customer, get_customer, update_customer
+from lib.customers import FIELD_LIMITS, STALE, create_customer, get_customer, update_customer
 from lib.runs import list_runs
 from tests.apptest import app, no_exception, texts
 
@@ -89,8 +89,8 @@ def test_bad_input_on_the_page_gets_a_message_and_blocks_nobody(engine):
     at = no_exception(app("app_pages/customers.py").run())
     at.text_input(key="n_name").input("x" * 1_000_000)
     at.button(key="create_customer").click().run()
-    no_exception(at)  # the field takes at most 200 characters (max_chars, also checked by the server)
-    assert len(at.text_input(key="n_name").value) <= 200
+    no_exception(at)  # the field takes at most FIELD_LIMITS["name"] characters (max_chars, checked by the server)
+    assert len(at.text_input(key="n_name").value) <= FIELD_LIMITS["name"]
     assert len(list_runs(engine)) == 2
     at.text_input(key="n_name").input("Tab\there")
     at.button(key="create_customer").click().run()
