@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -21,6 +23,7 @@ from lib.customers import (
 from lib.errors import InputError
 from lib.runs import list_runs
 from lib.text_input import TextRefused
+from tests.conftest import IN_CI
 
 TEXT_COLUMNS = [f for f in FIELD_LIMITS if f not in ("cvr_number", "economic_customer_number")]
 
@@ -69,6 +72,25 @@ def test_search_has_a_length_limit_and_refuses_control_characters(tricky_names):
         search_customers(tricky_names, "\x07")
     assert search_customers(tricky_names, "²").total == 0  # a non-ASCII digit is text, not a number
     assert issubclass(TextRefused, InputError) and TextRefused.exit_code == 2
+
+
+# letters whose lower() on PostgreSQL equals Python's casefold(), LIKE's metacharacters, and no digits (a
+# number also searches CVR and e-conomic numbers)
+_ALPHABET = "aAbBøØ%_\\ ."
+
+
+@settings(max_examples=25, deadline=None, derandomize=IN_CI,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(names=st.lists(st.text(_ALPHABET, min_size=1, max_size=6).filter(str.strip), min_size=1, max_size=6),
+       query=st.text(_ALPHABET, min_size=1, max_size=3).filter(str.strip))
+def test_search_finds_exactly_the_names_containing_the_query(engine, names, query):
+    """The model: a name matches when it contains the trimmed query, case-folded, as a literal substring."""
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM customers"))
+        for name in names:
+            insert_row(conn, "customers", {"name": name.strip()}, run_id=None, user="prop")
+    expected = sorted(n.strip() for n in names if query.strip().casefold() in n.strip().casefold())
+    assert _names(search_customers(engine, query, page_size=100)) == expected
 
 
 # --- names and fields ---------------------------------------------------------------------------------------------
