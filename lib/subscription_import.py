@@ -401,7 +401,8 @@ def write_plan(engine: Engine, plan: ImportPlan, run: Run, *, user: str,
 
 def write_in_one_pass(engine: Engine, opened: OpenedExport, run: Run, *, user: str,
                       on_progress: ProgressCallback | None = None) -> ImportPlan:
-    """Validate, plan and write an opened export chunk by chunk in one transaction, for `run`.
+    """Validate, plan and write an opened export chunk by chunk, for `run`: in one transaction on PostgreSQL,
+    committing each chunk on SQLite (`_one_pass_committing_chunks`).
 
     The plan is made inside the writing transaction, so nothing can change between plan and write. On
     PostgreSQL each chunk's new subscriptions are written on a second thread (`BackgroundInserts`) while
@@ -417,22 +418,25 @@ def write_in_one_pass(engine: Engine, opened: OpenedExport, run: Run, *, user: s
             on_progress(done, total, message)
 
     try:
-        with write_transaction(engine) as conn:
-            snapshot = _snapshot(conn)
-            customers = CustomerIndex(conn)
-            planner = Planner(customers, SubscriptionIndex(conn), set(table.mapping))
-            with BackgroundInserts(conn, "subscriptions", run_id=run.id, user=user) as inserts:
-                for chunk in iter_rows(table, ONE_PASS_CHUNK_ROWS, first_chunk=FIRST_CHUNK_ROWS):
-                    planned = planner.plan(chunk)
-                    rows.extend(chunk)
-                    items.extend(planned)
-                    creates = [i.values for i in planned if i.outcome == "create"]
-                    if creates:
-                        inserts.put(creates)
-                    report(len(items), f"planned {len(items):,} rows, {inserts.written:,} subscriptions created so far")
-            updates = _updates(items)
-            for updated in _update_in_batches(conn, updates, run_id=run.id, user=user):
-                report(total, f"updated {updated:,} of {len(updates):,} subscriptions")
+        if engine.dialect.name == "sqlite":  # commit chunk by chunk: other writers get in between
+            snapshot, customers = _one_pass_committing_chunks(engine, run, opened, rows, items, report)
+        else:
+            with write_transaction(engine) as conn:
+                snapshot = _snapshot(conn)
+                customers = CustomerIndex(conn)
+                planner = Planner(customers, SubscriptionIndex(conn), set(table.mapping))
+                with BackgroundInserts(conn, "subscriptions", run_id=run.id, user=user) as inserts:
+                    for chunk in iter_rows(table, ONE_PASS_CHUNK_ROWS, first_chunk=FIRST_CHUNK_ROWS):
+                        planned = planner.plan(chunk)
+                        rows.extend(chunk)
+                        items.extend(planned)
+                        creates = [i.values for i in planned if i.outcome == "create"]
+                        if creates:
+                            inserts.put(creates)
+                        report(len(items), f"planned {len(items):,} rows, {inserts.written:,} subscriptions created so far")
+                updates = _updates(items)
+                for updated in _update_in_batches(conn, updates, run_id=run.id, user=user):
+                    report(total, f"updated {updated:,} of {len(updates):,} subscriptions")
     except Exception as exc:
         table.close()
         if not lost_connection(engine, exc):
@@ -440,6 +444,44 @@ def write_in_one_pass(engine: Engine, opened: OpenedExport, run: Run, *, user: s
         raise _lost(run, opened, len(items), exc) from exc
     report(total, "done")
     return ImportPlan(opened.parsed(rows), items, customers.names, snapshot)
+
+
+def _one_pass_committing_chunks(engine: Engine, run, opened: OpenedExport, rows: list[SubscriptionRow],
+                                items: list[PlannedRow], report: Callable[[int, str], None]
+                                ) -> tuple[tuple, CustomerIndex]:
+    """The one pass on SQLite: each chunk's creates and updates in their own write transaction, so the write
+    lock is free between chunks (a customer edit waits for one chunk, not the whole file). The indexes are
+    read once, in the first chunk's transaction. A failure keeps the chunks committed before it (the run's
+    statistics say how many; undo reverts them)."""
+    table = opened.table
+    planner: Planner | None = None
+    customers: CustomerIndex | None = None
+    snapshot: tuple = ()
+    written = {"created": 0, "updated": 0}
+    for chunk in iter_rows(table, ONE_PASS_CHUNK_ROWS, first_chunk=FIRST_CHUNK_ROWS):
+        with write_transaction(engine) as conn:
+            if planner is None:
+                snapshot = _snapshot(conn)
+                customers = CustomerIndex(conn)
+                planner = Planner(customers, SubscriptionIndex(conn), set(table.mapping))
+            planned = planner.plan(chunk)
+            creates = [i.values for i in planned if i.outcome == "create"]
+            if creates:
+                copy_insert_rows(conn, "subscriptions", creates, run_id=run.id, user=run.user)
+            updates = _updates(planned)
+            for _ in _update_in_batches(conn, updates, run_id=run.id, user=run.user):
+                pass
+        rows.extend(chunk)
+        items.extend(planned)
+        written["created"] += len(creates)
+        written["updated"] += len(updates)
+        run.stats = {"file": opened.file_name, "sheet": table.sheet, "rows_committed": len(items), **written}
+        report(len(items), f"{len(items):,} rows planned and committed: {written['created']:,} created, "
+                           f"{written['updated']:,} updated")
+    if planner is None:  # no data rows after all: still read the indexes for the plan's names
+        with engine.connect() as conn:
+            snapshot, customers = _snapshot(conn), CustomerIndex(conn)
+    return snapshot, customers
 
 
 def _lost(run, opened: OpenedExport, planned: int, exc: Exception) -> DatabaseLost:

@@ -433,3 +433,31 @@ def test_cli_reports_a_lost_connection_in_one_line_and_one_object(doomed, monkey
     payload = json.loads(captured.out)
     assert payload["run_id"] is not None and payload["created"] == 0 and payload["error"].startswith("the database")
     assert counts(engine)["subscriptions"] == 0
+
+
+# --- writers do not starve --------------------------------------------------------------------------------------
+
+def test_a_customer_edit_gets_through_between_the_chunks_of_an_import(engine, tmp_path):
+    """On SQLite the one pass commits chunk by chunk (PostgreSQL never blocked the edit): an edit from
+    another connection while the import is under way finishes at once, not after the whole file."""
+    import time as clock
+
+    from sqlalchemy import create_engine
+
+    from lib.customers import get_customer, update_customer
+
+    ids = seed_sample_customers(engine)
+    other = create_engine(engine.url, connect_args={"timeout": 2} if engine.dialect.name == "sqlite" else {})
+    waits: list[float] = []
+
+    def edit(done: int, _total: int, _message: str) -> None:
+        if 0 < done < 6000 and len(waits) < 2:
+            started = clock.perf_counter()
+            update_customer(other, ids[1002], {"phone": f"{done:08d}"}, user="editor")
+            waits.append(clock.perf_counter() - started)
+
+    _plan, result = import_subscriptions(engine, big_export(), file_name="big.xlsx", apply=True, user="t",
+                                         role="operator", on_progress=edit)
+    other.dispose()
+    assert result["created"] == 6000 and len(waits) == 2 and max(waits) < 2
+    assert get_customer(engine, ids[1002])["phone"] == f"{3500:08d}"
