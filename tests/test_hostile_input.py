@@ -414,13 +414,18 @@ def test_a_connection_lost_mid_import_fails_the_run_with_what_was_kept(doomed):
 
 
 def test_cli_reports_a_lost_connection_in_one_line_and_one_object(doomed, monkeypatch, capsys, tmp_path):
-    import functools
-
-    import lib.commands.import_subscriptions as command
+    from lib.subscription_import import Planner
 
     engine, kill = doomed
-    monkeypatch.setattr(command, "import_subscriptions",
-                        functools.partial(command.import_subscriptions, on_progress=kill))
+    plan_chunk, chunks = Planner.plan, []
+
+    def plan_then_lose_the_connection(self, rows):  # the fault comes before the second chunk, always
+        chunks.append(len(rows))
+        if len(chunks) == 2:
+            kill()
+        return plan_chunk(self, rows)
+
+    monkeypatch.setattr(Planner, "plan", plan_then_lose_the_connection)
     path = tmp_path / "lost.xlsx"
     path.write_bytes(big_export())
     assert main(["import-subscriptions", str(path), "--apply", "--json"]) == 1
