@@ -34,6 +34,7 @@ if "modules_flash" in st.session_state:
 
 def act(label: str, action, *args) -> None:
     """Run a state change, remember its outcome for the next run, and redraw."""
+    st.session_state["modules_open"] = args[0]  # keep that module's panel open after the rerun
     try:
         result = action(engine, *args, me)
         st.session_state["modules_flash"] = ("success", label.format(result=result))
@@ -90,6 +91,7 @@ def settings_form(r: dict) -> None:
                         if result["changed"] else ("info", "Nothing changed."))
                 except HubError as exc:
                     st.session_state["modules_flash"] = ("error", str(exc))
+                st.session_state["modules_open"] = name
                 for key in editable:  # redraw from what is saved now; a typed secret never stays in the form
                     st.session_state.pop(f"modules_setting_{name}_{key}", None)
                 st.rerun()
@@ -121,7 +123,7 @@ for r in rows:
     name = r["name"]
     confirm_key = f"modules_remove_{name}"
     with st.expander(f"{STATUS_ICON[r['status']]} {r['title']} · `{name}` {r['version'] or ''} · {r['status']}",
-                     expanded=confirm_key in st.session_state):
+                     expanded=confirm_key in st.session_state or st.session_state.get("modules_open") == name):
         if r["description"]:
             st.markdown(r["description"])
         if r["error"]:

@@ -16,8 +16,11 @@ def go_to_modules_page(page) -> None:
 
 
 def open_module_panel(page, status: str):
-    page.get_by_test_id("stExpander").locator("summary").filter(has_text=f"crm_tools 0.1.0 · {status}").click()
-    wait_idle(page)
+    """Open the module's panel unless it is open already (the page keeps the last acted-on panel open)."""
+    summary = page.get_by_test_id("stExpander").locator("summary").filter(has_text=f"crm_tools 0.1.0 · {status}")
+    if summary.locator("xpath=..").get_attribute("open") is None:
+        summary.click()
+        wait_idle(page)
 
 
 def test_enable_use_disable_remove_through_the_modules_page(engine, tmp_path, monkeypatch, streamlit_server,  # noqa: F811
