@@ -4,6 +4,7 @@ acknowledge, taking the register's name through the audited path and undoing it.
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -182,3 +183,16 @@ def test_health_and_the_page(engine, watch):
     ack = next(b for b in at.button if b.key and b.key.startswith("cvr_watch_ack_"))
     ack.click().run()
     assert "acknowledged" in texts(at)
+
+
+def test_cli_job_run_previews_applies_and_refuses_viewers(engine, watch, monkeypatch, capsys):
+    from lib.cli import main
+
+    live(engine)
+    assert main(["job", "run", "cvr_watch.refresh", "--json"]) == 0  # a preview stores nothing
+    assert json.loads(capsys.readouterr().out)["dry_run"] is True and alerts(engine) == []
+    assert main(["job", "run", "cvr_watch.refresh", "--apply", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["new_alerts"] == 4 and payload["run_id"] and len(alerts(engine)) == 4
+    monkeypatch.setenv("HUB_CLI_ROLE", "viewer")
+    assert main(["job", "run", "cvr_watch.refresh", "--apply"]) == 2
