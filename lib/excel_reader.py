@@ -622,14 +622,32 @@ class _Reader:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.process.stdout, selectors.EVENT_READ)
 
-    def _read_exactly(self, size: int, deadline: float) -> bytes | None:
+    def _child_cpu(self) -> float | None:
+        """The child's CPU seconds so far (Linux /proc), or None where that cannot be read."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def _read_exactly(self, size: int) -> bytes | None:
+        """Read `size` bytes of the child's answer. The child's CPU time is limited in the child itself; here a
+        child that neither answers nor uses CPU for IMPORT_READ_SECONDS is taken as hung (a busy host only
+        slows it down). Where CPU time cannot be read, the wait is bounded by twice the limit plus 30 s."""
         fd = self.process.stdout.fileno()
+        started = idle_since = time.monotonic()
+        cpu = self._child_cpu()
         while len(self._buffer) < size:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._selector.select(left):
-                self.close()
-                raise WorkbookRefused(f"file refused: {self.file_name}: reading it took more than "
-                                      f"{self.limits.seconds} s (IMPORT_READ_SECONDS)")
+            if not self._selector.select(min(5.0, self.limits.seconds)):
+                now, used = time.monotonic(), self._child_cpu()
+                if used is not None and cpu is not None and used > cpu:
+                    cpu, idle_since = used, now
+                hung = (now - idle_since if used is not None else now - started - self.limits.seconds - 30)
+                if hung > self.limits.seconds:
+                    self.close()
+                    raise WorkbookRefused(f"file refused: {self.file_name}: the reader stopped making progress for "
+                                          f"{self.limits.seconds} s (IMPORT_READ_SECONDS)")
+                continue
             data = os.read(fd, 1 << 20)
             if not data:
                 return None
@@ -640,9 +658,8 @@ class _Reader:
 
     def receive(self) -> tuple:
         """The child's next message; a child that died or overran its limits becomes WorkbookRefused."""
-        deadline = time.monotonic() + 2 * self.limits.seconds + 30  # CPU is limited in the child; this is for a hang
-        head = self._read_exactly(8, deadline)
-        body = self._read_exactly(struct.unpack("<Q", head)[0], deadline) if head is not None else None
+        head = self._read_exactly(8)
+        body = self._read_exactly(struct.unpack("<Q", head)[0]) if head is not None else None
         if body is None:
             raise self._died()
         message = _SafeUnpickler(io.BytesIO(body)).load()
