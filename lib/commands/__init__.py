@@ -13,6 +13,7 @@ COMMANDS = [
     "cancel",
     "sandbox",
     "demo_data",
+    "customers",
     "doctor",
     "sessions",
 ]
