@@ -140,6 +140,7 @@ def forget_discovery() -> None:
     _scan_cache.clear()
     _resolved.clear()
     _health_cache.clear()
+    _views.clear()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -751,30 +752,49 @@ def check_health(engine: Engine, info: ModuleInfo, *, max_age: float = HEALTH_MA
 # Page views and page failures
 # --------------------------------------------------------------------------------------------------------------
 
+_views: dict[tuple[str, str], tuple[int, datetime]] = {}  # (module, page) → views in this process, last view
+
+
 def record_page_view(engine: Engine, module: str, page: str, error: str | None = None) -> None:
-    """Count a view of a module page; `error` is the failure it showed (None clears the last one)."""
+    """Note a view of a module page; `error` is the failure it showed (None: it rendered).
+
+    Viewing is a read: views are counted in this process only, and the database is written only when the
+    page's failure state changes (a new error, or the first good view after one).
+    """
     now = _now()
+    count = _views.get((module, page), (0, now))[0]
+    _views[(module, page)] = (count + 1, now)
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT last_error FROM module_page_views WHERE module = :m AND page = :p"),
+                              {"m": module, "p": page}).first()
+        conn.rollback()
+    if (stored[0] if stored else None) == error:
+        return
     with write_transaction(engine) as conn:
         conn.execute(
             text(
                 "INSERT INTO module_page_views (module, page, views, last_viewed_at, last_error, last_error_at) "
-                "VALUES (:m, :p, 1, :at, :err, :err_at) ON CONFLICT (module, page) DO UPDATE SET "
-                "views = module_page_views.views + 1, last_viewed_at = excluded.last_viewed_at, "
-                "last_error = excluded.last_error, last_error_at = excluded.last_error_at"
+                "VALUES (:m, :p, 0, :at, :err, :err_at) ON CONFLICT (module, page) DO UPDATE SET "
+                "last_viewed_at = excluded.last_viewed_at, last_error = excluded.last_error, "
+                "last_error_at = excluded.last_error_at"
             ),
             {"m": module, "p": page, "at": now, "err": error, "err_at": now if error else None},
         )
 
 
 def page_views(engine: Engine) -> dict[str, dict[str, dict]]:
-    """module → page → {views, last_viewed_at, last_error, last_error_at}."""
+    """module → page → {views (in this process), last_viewed_at, last_error, last_error_at}."""
     with engine.connect() as conn:
         rows = conn.execute(text(
             "SELECT module, page, views, last_viewed_at, last_error, last_error_at FROM module_page_views"
         )).mappings().all()
+        conn.rollback()
     out: dict[str, dict[str, dict]] = {}
     for r in rows:
-        out.setdefault(r["module"], {})[r["page"]] = dict(r)
+        out.setdefault(r["module"], {})[r["page"]] = {**dict(r), "views": 0}
+    for (module, page), (count, at) in _views.items():
+        row = out.setdefault(module, {}).setdefault(page, {"last_error": None, "last_error_at": None})
+        row.update(views=count, last_viewed_at=at)
     return out
 
 

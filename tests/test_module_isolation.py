@@ -256,3 +256,27 @@ def test_failing_ordinary_sql_is_a_migration_error_not_a_refusal(engine, mods):
         migrate_module(engine, folder / "migrations", Sandbox("clumsy", "clumsy_"))
     assert not isinstance(failed.value, MigrationRefused)
     assert "clumsy_x" not in inspect(engine).get_table_names()
+
+
+def _everything(engine) -> dict:
+    insp = inspect(engine)
+    with engine.connect() as conn:
+        return {t: conn.execute(text(f'SELECT count(*) FROM "{t}"')).scalar() for t in sorted(insp.get_table_names())}
+
+
+def test_reads_are_pure_list_health_and_the_modules_page_write_nothing(engine, mods, capsys):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    make_module(mods, "fresh", "CREATE TABLE fresh_x (id INTEGER)", enabled=True)
+    before = _everything(engine)
+    assert main(["modules", "list", "--json"]) == 0
+    listed = {m["name"]: m for m in json.loads(capsys.readouterr().out)["modules"]}
+    assert listed["fresh"]["enabled"] is False and listed["fresh"]["pending_migrations"] == ["001_m.sql"]
+    assert main(["modules", "health", "--json"]) == 0
+    at = AppTest.from_file(str(ROOT / "app_pages" / "modules.py"), default_timeout=60).run()
+    assert not at.exception
+    assert _everything(engine) == before  # no state row, no table: first sight is not recorded by a read
+    assert main(["migrate"]) == 0  # `migrate` (like app start and `modules enable`) records it, and enables it
+    assert load_registry(engine).get("fresh").enabled and "fresh_x" in inspect(engine).get_table_names()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from lib.modules import enable_module, load_registry, page_views
@@ -93,6 +94,8 @@ def test_a_good_module_page_renders_and_counts_views(engine, modules_dir, monkey
     assert "good page ok, limit 7" in texts(at)
     at.run()
     assert page_views(engine)["good"]["page.py"]["views"] == 2
+    with engine.connect() as conn:  # viewing is a read: a page that renders writes nothing
+        assert conn.execute(text("SELECT count(*) FROM module_page_views")).scalar() == 0
 
 
 def test_a_disabled_module_page_says_so_instead_of_running(engine, modules_dir):  # noqa: F811
