@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 
 from lib import tables
-from lib.audit import BackgroundInserts, copy_insert_rows, update_rows
+from lib.audit import update_rows
+from lib.bulk_copy import BackgroundInserts, copy_insert_rows
 from lib.company_names import normalize_company_name
 from lib.db import lost_connection, write_transaction
 from lib.errors import DatabaseLost, InputError

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from lib.audit import copy_insert_rows
+from lib.bulk_copy import copy_insert_rows
 from lib.db import write_transaction
 from lib.import_report import error_report_csv, error_report_xlsx
 from lib.job_plans import PlanUnusable, claim_plan, get_plan, store_plan, why_unusable

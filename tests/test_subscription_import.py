@@ -249,12 +249,12 @@ def test_created_rows_are_logged_like_audit_insert_rows(engine, tmp_path):
 def _small_batches(monkeypatch) -> None:
     """Chunks and COPY batches of a few rows, so a small file goes through many of them (and the writer
     thread on PostgreSQL)."""
-    from lib import audit, subscription_import
+    from lib import bulk_copy, subscription_import
 
     monkeypatch.setattr(subscription_import, "FIRST_CHUNK_ROWS", 3)
     monkeypatch.setattr(subscription_import, "ONE_PASS_CHUNK_ROWS", 7)
-    monkeypatch.setattr(audit, "FIRST_BATCH_ROWS", 2)
-    monkeypatch.setattr(audit, "BACKGROUND_BATCH_ROWS", 10)
+    monkeypatch.setattr(bulk_copy, "FIRST_BATCH_ROWS", 2)
+    monkeypatch.setattr(bulk_copy, "BACKGROUND_BATCH_ROWS", 10)
 
 
 def _run_entries(engine, run_id: int) -> list[tuple]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from lib.config import PROJECT_ROOT
+from lib.jobs.registry import core_jobs
 from lib.roles import Actor
 
 # (section, file, title, icon, role needed, default page)
@@ -13,10 +14,8 @@ CORE_PAGES = [
     ("Overview", "app_pages/customers.py", "Customers", ":material/groups:", "viewer", False),
     ("Overview", "app_pages/subscriptions.py", "Subscriptions", ":material/receipt_long:", "viewer", False),
     ("Overview", "app_pages/runs.py", "Runs", ":material/history:", "viewer", False),
-    ("Jobs", "app_pages/import_subscriptions.py", "Import subscriptions", ":material/upload_file:", "operator", False),
-    ("Jobs", "app_pages/cvr_lookup.py", "CVR lookup", ":material/travel_explore:", "operator", False),
-    ("Jobs", "app_pages/economic.py", "e-conomic", ":material/account_balance:", "operator", False),
-    ("Jobs", "app_pages/crm_sync.py", "CRM sync", ":material/sync:", "operator", False),
+    # the Jobs section: one page per core job, from the job registry (lib/jobs/registry.py)
+    *[("Jobs", job.page, job.title, job.icon, job.required_role, False) for job in core_jobs() if job.page],
     ("Settings", "app_pages/integrations.py", "Integrations", ":material/cable:", "admin", False),
     ("Settings", "app_pages/modules.py", "Modules", ":material/extension:", "admin", False),
     ("Settings", "app_pages/sessions.py", "Sessions", ":material/badge:", "admin", False),

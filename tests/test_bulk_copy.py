@@ -1,4 +1,4 @@
-"""audit.copy_insert_rows writes exactly what audit.insert_rows writes (rows and 'insert' changes), and undo works."""
+"""bulk_copy.copy_insert_rows writes exactly what audit.insert_rows writes (rows and 'insert' changes), and undo works."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
-from lib.audit import copy_insert_rows, encode_value, insert_rows
+from lib.audit import encode_value, insert_rows
+from lib.bulk_copy import copy_insert_rows
 from lib.customers import create_customer
 from lib.runs import start_run, undo_run
 
@@ -103,10 +104,10 @@ def test_copy_refuses_rows_with_other_columns(engine):
 def test_background_inserts_write_in_batches_and_stop_on_a_refused_batch(engine, monkeypatch):
     """Batches written on the second thread (PostgreSQL) land as insert_rows would write them; a batch the
     database refuses is raised in the producing thread, the writer stops, and the transaction rolls back."""
-    from lib import audit
+    from lib import bulk_copy
 
-    monkeypatch.setattr(audit, "FIRST_BATCH_ROWS", 3)
-    monkeypatch.setattr(audit, "BACKGROUND_BATCH_ROWS", 7)
+    monkeypatch.setattr(bulk_copy, "FIRST_BATCH_ROWS", 3)
+    monkeypatch.setattr(bulk_copy, "BACKGROUND_BATCH_ROWS", 7)
     customer = create_customer(engine, {"name": "Batch ApS"}, user="seed")
     generic = start_run(engine, "test-insert", user="anna")
     with engine.begin() as conn:
@@ -114,7 +115,7 @@ def test_background_inserts_write_in_batches_and_stop_on_a_refused_batch(engine,
     generic.finish()
     rows = _rows(customer, "B")
     run = start_run(engine, "test-background", user="anna")
-    with engine.begin() as conn, audit.BackgroundInserts(conn, "subscriptions", run_id=run.id, user="anna") as bg:
+    with engine.begin() as conn, bulk_copy.BackgroundInserts(conn, "subscriptions", run_id=run.id, user="anna") as bg:
         for start in range(0, len(rows), 5):
             bg.put(rows[start : start + 5])
     run.finish()
@@ -125,7 +126,7 @@ def test_background_inserts_write_in_batches_and_stop_on_a_refused_batch(engine,
     bad = [dict(r, quantity=-1) for r in _rows(customer, "X")[:4]]
     before = len(_stored(engine, run.id))
     with pytest.raises(Exception, match="quantity"):  # noqa: B017 - the driver's IntegrityError
-        with engine.begin() as conn, audit.BackgroundInserts(conn, "subscriptions", run_id=run.id,
+        with engine.begin() as conn, bulk_copy.BackgroundInserts(conn, "subscriptions", run_id=run.id,
                                                              user="anna") as bg:
             bg.put(bad)
             for _ in range(50):
@@ -137,13 +138,13 @@ def test_background_inserts_write_in_batches_and_stop_on_a_refused_batch(engine,
 
 
 def test_background_inserts_stop_their_writer_when_the_last_flush_finds_a_failure(engine, monkeypatch):
-    from lib import audit
+    from lib import bulk_copy
 
-    monkeypatch.setattr(audit, "FIRST_BATCH_ROWS", 3)
+    monkeypatch.setattr(bulk_copy, "FIRST_BATCH_ROWS", 3)
     customer = create_customer(engine, {"name": "Batch ApS"}, user="seed")
     bad = [dict(r, quantity=-1) for r in _rows(customer, "X")[:4]]
     with pytest.raises(Exception, match="quantity"):  # noqa: B017 - the driver's IntegrityError
-        with engine.begin() as conn, audit.BackgroundInserts(conn, "subscriptions", run_id=None, user="a") as bg:
+        with engine.begin() as conn, bulk_copy.BackgroundInserts(conn, "subscriptions", run_id=None, user="a") as bg:
             bg.put(bad)  # a batch: refused by the database, on the writer thread (PostgreSQL)
             for _ in range(200):  # let the writer meet the refusal before the last rows are handed over
                 if bg._error is not None:
