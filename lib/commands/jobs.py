@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from functools import partial
 
-from lib.cli import emit
+from lib.cli import emit, to_json
 from lib.commands._jobs import finish_command
 from lib.db import open_database
 from lib.errors import HubError
@@ -45,12 +45,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.job_action == "list":
         return _list(args)
+    try:
+        return _run_kind(args)
+    except HubError as exc:  # main() decided on --json before the job's own arguments were read
+        if "--json" in args.args:
+            print(to_json({**(getattr(exc, "payload", None) or {}), "error": str(exc)}))
+            args.emitted = True
+        raise
+
+
+def _run_kind(args: argparse.Namespace) -> int:
     job = get_job(args.kind)
     parser = argparse.ArgumentParser(prog=f"manage.py job run {args.kind}", description=job.help)
     job.add_arguments(parser)
     _add_common(parser, job)
-    wants_json = "--json" in args.args
-    args.json = wants_json
     job_args = parser.parse_args(args.args)
     return run_job(args.kind, job_args, job=job)
 

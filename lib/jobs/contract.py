@@ -26,11 +26,13 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sqlalchemy.engine import Connection, Engine
 
+from lib.db import write_transaction
 from lib.roles import Actor
 from lib.runs import RunCancelled
 
@@ -138,6 +140,7 @@ class Job:
     """The contract. Override the class attributes, `plan`, `writes`, `write_row` and `payload`."""
 
     kind: ClassVar[str]  # the run kind and the CLI command: "cvr-lookup", "cvr_watch.refresh"
+    module: str | None = None  # set by the registry for a module's job
     title: ClassVar[str]  # for people: the navigation and the job panel
     help: ClassVar[str] = ""  # one line for `manage.py --help` and the README's command table
     usage: ClassVar[str] = ""  # the arguments as the README shows them, e.g. "FILE [--sheet NAME]"
@@ -196,6 +199,15 @@ class Job:
     def run_parameters(self, params: dict, plan: Plan | None, approved: set[str]) -> dict:
         """What the run record keeps as its parameters (the Runs page shows them)."""
         return {**params, "approved": sorted(approved)}
+
+    def transaction(self, ctx: JobContext) -> AbstractContextManager[Connection]:
+        """One chunk's write transaction: a module's job gets its confined connection (lib.modules)."""
+        module = getattr(self, "module", None)
+        if module:
+            from lib.modules import module_connection
+
+            return module_connection(module, ctx.engine)
+        return write_transaction(ctx.engine)
 
     def write_row(self, ctx: JobContext, conn: Connection, proposal: Any, outcome: ApplyOutcome) -> None:
         """Write one proposal (inside the runner's savepoint); raise RowError to skip it."""

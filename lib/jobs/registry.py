@@ -63,9 +63,26 @@ def _module_job(kind: str) -> Job:
         raise InputError(f"{manifest.name}/{spec.file} has no job class {spec.cls} (a subclass of lib.jobs.contract.Job)")
     job = cls()
     job.kind = kind  # the kind is the manifest's, whatever the class says
+    job.module = manifest.name
     if not getattr(job, "title", None):
         job.title = spec.title
     return job
+
+
+def require_enabled(engine, kind: str) -> None:
+    """InputError (exit 2) unless the module a job belongs to is enabled and available; reads only."""
+    name = module_of(kind)
+    if name is None:
+        return
+    from lib.modules import load_registry
+
+    registry = load_registry(engine)
+    if not registry.system_enabled:
+        raise InputError("the module system is switched off (MODULES_ENABLED=false)")
+    info = registry.get(name)
+    if info is None or info not in registry.active():
+        why = f": {info.error}" if info is not None and info.error else ""
+        raise InputError(f"module {name} is not enabled{why}; `manage.py modules enable {name}` first")
 
 
 def get_job(kind: str) -> Job:

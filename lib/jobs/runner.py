@@ -30,10 +30,10 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from lib.db import open_database, write_transaction
+from lib.db import open_database
 from lib.errors import RowError, ServiceError
 from lib.jobs.contract import NOT_IN_PLAN, ApplyOutcome, Job, JobCancelled, JobContext, Plan, ProgressCallback
-from lib.jobs.registry import get_job
+from lib.jobs.registry import get_job, require_enabled
 from lib.roles import Actor, require_role
 from lib.runs import Run, adopt_run, job_run
 
@@ -44,6 +44,7 @@ def preview(kind: str, params: dict | None, actor: Actor, *, approved: Iterable[
     """Plan and check every row an apply with `approved` would write; writes nothing, stores no run."""
     job = job or get_job(kind)
     engine = engine or open_database()
+    require_enabled(engine, job.kind)
     ctx = JobContext(engine, actor, dry_run=True, on_progress=on_progress, cancel_check=cancel_check)
     try:
         job.check(ctx, **(params or {}))
@@ -72,6 +73,7 @@ def apply(kind: str, params: dict | None, approved: Iterable[str] = (), actor: A
     job = job or get_job(kind)
     require_role(actor.role, job.required_role, job.action)
     engine = engine or open_database()
+    require_enabled(engine, job.kind)
     params = dict(params or {})
     keys = set(approved)
     ctx = JobContext(engine, actor, dry_run=False, on_progress=on_progress, cancel_check=cancel_check)
@@ -145,7 +147,7 @@ def write_rows(job: Job, ctx: JobContext, proposals: list[Any], outcome: ApplyOu
     """
     total = len(proposals)
     if ctx.dry_run:
-        with ctx.engine.connect() as conn:
+        with job.transaction(ctx) if job.module else ctx.engine.connect() as conn:
             for proposal in proposals:
                 _write_one(job, ctx, conn, proposal, outcome, savepoint=False)
         return
@@ -153,7 +155,7 @@ def write_rows(job: Job, ctx: JobContext, proposals: list[Any], outcome: ApplyOu
     size = max(1, job.chunk_rows)
     for start in range(0, total, size):
         ctx.check_cancel()
-        with write_transaction(ctx.engine) as conn:
+        with job.transaction(ctx) as conn:
             for proposal in proposals[start:start + size]:
                 _write_one(job, ctx, conn, proposal, outcome, savepoint=True)
         ctx.progress(min(start + size, total), total, message)
