@@ -967,7 +967,14 @@ def save_module_settings(engine: Engine, name: str, values: dict[str, Any], acto
                  parameters={"module": name, "values": shown}) as run:
         with write_transaction(engine) as conn:
             for key in changed:
-                if key in rows:
+                if specs[key].type == "secret" or is_secret(key):
+                    # a secret never enters the audit log (the Runs page shows its rows): saved, not undoable
+                    conn.execute(text(
+                        "INSERT INTO module_settings (module, key, value, created_at, updated_at) "
+                        "VALUES (:m, :k, :v, :at, :at) ON CONFLICT (module, key) DO UPDATE SET "
+                        "value = excluded.value, updated_at = excluded.updated_at"),
+                        {"m": name, "k": key, "v": clean[key], "at": _now()})
+                elif key in rows:
                     update_row(conn, "module_settings", rows[key][0], {"value": clean[key]}, run_id=run.id,
                                user=actor.email)
                 else:

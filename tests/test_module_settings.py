@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from lib.cli import main
@@ -86,6 +87,10 @@ def test_secrets_are_write_only(engine, module, capsys):
     assert main(["modules", "settings", module, "--json"]) == 0
     assert main(["runs", "--kind", "module-settings", "--json"]) == 0 and result["run_id"]
     assert "tok-123456" not in capsys.readouterr().out
+    with engine.connect() as conn:  # never in the audit log, which the Runs page shows
+        logged = conn.execute(text("SELECT count(*) FROM changes WHERE new_value LIKE '%tok-123456%' "
+                                   "OR old_value LIKE '%tok-123456%'")).scalar()
+    assert logged == 0
 
 
 def test_only_admins_change_settings(engine, module, monkeypatch, capsys):
