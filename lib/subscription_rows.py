@@ -288,7 +288,7 @@ def parse_price(value: object) -> Decimal | None:
     number = parse_number(value, "unit price")
     if number is None:
         return None
-    if abs(number) > MAX_PRICE:  # before quantize, which cannot hold 1e26 in 28 digits
+    if number.copy_abs() > MAX_PRICE:  # exact (abs() rounds: 1e999999999 overflows); before quantize (28 digits)
         raise RowProblem(f"unit price {_plain(number)} is too large (at most {MAX_PRICE:,})")
     number = number.quantize(CENT, rounding=ROUND_HALF_UP)
     if number < 0:

@@ -218,6 +218,7 @@ HOSTILE_CELLS = [
     ({"Enhedspris": "1e28"}, "F2: unit price 1E+28 is too large"),
     ({"Enhedspris": "1E+400"}, "F2: unit price 1E+400 is too large"),
     ({"Enhedspris": "1e308"}, "F2: unit price 1E+308 is too large"),
+    ({"Enhedspris": "1e999999999"}, "F2: unit price 1E+999999999 is too large"),
     ({"Enhedspris": -50}, "F2: unit price -50 is negative"),
     ({"Enhedspris": "#DIV/0!"}, "F2: unit price is an Excel error (#DIV/0!)"),
     ({"Enhedspris": "#N/A"}, "F2: unit price is an Excel error (#N/A)"),

@@ -8,7 +8,7 @@ from itertools import islice
 
 import pytest
 
-from lib.excel_reader import SheetTable
+from lib.excel_reader import UNREADABLE, CellError, SheetTable
 from lib.subscription_rows import RowValidator, iter_rows, parse_row
 
 MAPPING = {"customer_number": 0, "customer_name": 1, "cvr": 2, "external_id": 3, "product": 4, "quantity": 5,
@@ -28,6 +28,13 @@ CELLS = [
     [None, "", date(2023, 1, 1), "31.12.2030", "nope"],
     ["Aktiv", "opsagt", "Pause", "", None, "frozen"],
 ]
+
+
+# and hostile ones (#17): error cells beside the same text ("#N/A" the text and #N/A the error are equal strings),
+# NaN and infinity, control characters, numbers beyond every range, text beyond its column's length
+HOSTILE = [CellError("#N/A"), "#N/A", CellError("#DIV/0!"), CellError(UNREADABLE), float("nan"), float("inf"),
+           "a\x00b", 1e26, "1e999999999", -1e308, "9" * 120, "x" * 250]
+CELLS = [[*column, *HOSTILE] for column in CELLS]
 
 
 def messy_rows(count: int, seed: int) -> list[list]:
