@@ -11,9 +11,10 @@ Guarantees (docs/JOBS.md):
   every progress report, and the run closed on every path — succeeded, stopped (an outside service
   stopped it: what was written is kept), cancelled (`cancel_check` said so: completed chunks are kept,
   undo reverts them) or failed;
-- rows are written in chunks of `job.chunk_rows`, one transaction each, a SAVEPOINT per row: a row whose
-  write raises RowError or IntegrityError is rolled back alone, reported in `errors` and skipped; the run
-  goes on and earlier chunks stay committed;
+- rows are written in chunks of `job.chunk_rows`, one transaction each, every row isolated by a SAVEPOINT:
+  a row whose write raises RowError or IntegrityError is rolled back alone, reported in `errors` and
+  skipped; the run goes on and earlier chunks stay committed (a chunk is tried in one savepoint first and
+  written again row by row, a savepoint each, only when one of its rows fails);
 - approvals for keys the plan does not hold are reported the same way for every job: an error row
   "approved proposal K is not in the plan (any more); nothing written";
 - a plan stopped by an outside service with nothing to write stores no run (run_id null);
@@ -23,6 +24,7 @@ The payload is the job's JSON object (interface.md); lib/commands/ prints it and
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -139,11 +141,13 @@ def check_approvals(job: Job, plan: Plan, approved: set[str], outcome: ApplyOutc
 
 def write_rows(job: Job, ctx: JobContext, proposals: list[Any], outcome: ApplyOutcome,
                message: str = "writing") -> None:
-    """Write `proposals` with `job.write_row`: chunks of `job.chunk_rows`, each one transaction, a savepoint per row.
+    """Write `proposals` with `job.write_row`: chunks of `job.chunk_rows`, each one transaction, each row isolated.
 
-    A preview (`ctx.dry_run`) runs the same checks on a read-only connection and writes nothing. Progress is
-    reported after each committed chunk (outside the transaction: SQLite allows one writer), cancellation is
-    checked before each chunk.
+    A chunk is first written in one savepoint (two statements per chunk, not per row); when any row fails, that
+    savepoint is rolled back and the chunk is written again with a savepoint per row, so exactly the failing
+    rows are skipped and reported. A preview (`ctx.dry_run`) runs the same checks on a read-only connection and
+    writes nothing. Progress is reported after each committed chunk (outside the transaction: SQLite allows one
+    writer), cancellation is checked before each chunk.
     """
     total = len(proposals)
     if ctx.dry_run:
@@ -155,10 +159,36 @@ def write_rows(job: Job, ctx: JobContext, proposals: list[Any], outcome: ApplyOu
     size = max(1, job.chunk_rows)
     for start in range(0, total, size):
         ctx.check_cancel()
+        chunk = proposals[start:start + size]
         with job.transaction(ctx) as conn:
-            for proposal in proposals[start:start + size]:
-                _write_one(job, ctx, conn, proposal, outcome, savepoint=True)
+            if not _write_chunk_at_once(job, ctx, conn, chunk, outcome):
+                for proposal in chunk:
+                    _write_one(job, ctx, conn, proposal, outcome, savepoint=True)
         ctx.progress(min(start + size, total), total, message)
+
+
+class _RowFailed(Exception):
+    """A row of an optimistic chunk failed: roll the chunk back, write it row by row."""
+
+
+def _write_chunk_at_once(job: Job, ctx: JobContext, conn: Connection, chunk: list[Any],
+                         outcome: ApplyOutcome) -> bool:
+    """Write every row of `chunk` in one savepoint; False (nothing of it kept, `outcome` as before) if a row failed."""
+    before = (len(outcome.written), len(outcome.errors), copy.deepcopy(outcome.state))
+    try:
+        with conn.begin_nested():
+            for proposal in chunk:
+                try:
+                    job.write_row(ctx, conn, proposal, outcome)
+                except (RowError, IntegrityError) as exc:
+                    raise _RowFailed() from exc
+                outcome.written.append(proposal.key)
+    except _RowFailed:
+        del outcome.written[before[0]:]
+        del outcome.errors[before[1]:]
+        outcome.state = before[2]
+        return False
+    return True
 
 
 def _write_one(job: Job, ctx: JobContext, conn: Connection, proposal: Any, outcome: ApplyOutcome, *,
