@@ -89,3 +89,22 @@ def test_module_dry_run_setting_turns_the_apply_into_a_check(shop, capsys, monke
     code, applied = job_run(capsys, "--apply")
     assert code == 0 and applied["module_dry_run"] is True and applied["tidied"] == 0
     assert titles(shop) == TITLES
+
+
+def test_module_page_has_a_job_panel_that_previews_and_applies(shop):
+    """The module's page (AppTest) shows its job; Preview shows the counts, Apply tidies and names the run."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.apptest import texts
+    from tests.test_module_pages import NAV_SCRIPT
+
+    at = AppTest.from_string(NAV_SCRIPT, default_timeout=60)
+    at.session_state["render"] = ("shop_tools", "page.py")
+    at.run()
+    assert not at.exception and "Job: Tidy item titles" in [e.label for e in at.expander]
+    at.button(key="job-preview-shop_tools.tidy").click().run()
+    assert "**Preview (nothing written)** — items: 3, to tidy: 2" in texts(at)
+    assert titles(shop) == TITLES
+    at.button(key="job-apply-shop_tools.tidy").click().run()
+    assert not at.exception and "tidied: 2" in texts(at) and "**Applied as run" in texts(at)
+    assert titles(shop) == ["Spaced out", "Fine", "Two spaces"]

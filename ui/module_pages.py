@@ -94,6 +94,10 @@ def render_module_page(name: str, page_file: str) -> None:
     error = None
     try:
         runpy.run_path(str(info.folder / page_file), run_name="__main__")
+        if info.manifest.jobs and page_file == info.manifest.pages[0].file:  # the module's jobs, under its first page
+            from ui.module_jobs import job_panel
+
+            job_panel(info.manifest)
     except Exception as exc:  # noqa: BLE001 - a module's failure must stay on its own page
         error = f"{type(exc).__name__}: {exc}"
         st.error(f"Module {name} failed on page {page_file}: {error}")
