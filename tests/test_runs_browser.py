@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from playwright.sync_api import expect
+
 from lib.customers import create_customer, get_customer, update_customer
 from lib.runs import get_run, list_runs
 from tests.browser import browser_page, streamlit_server, wait_idle  # noqa: F401 - fixtures
 
 
 def undo_on_page(page, run_id: int) -> None:
-    page.get_by_text("I want to revert the", exact=False).first.click()
-    wait_idle(page)
-    page.get_by_role("button", name="Undo run").click()
+    """Tick the confirmation, wait until Undo is enabled (the page's live panel reruns meanwhile), click it."""
+    button = page.get_by_role("button", name="Undo run")
+    for _attempt in range(3):
+        page.get_by_text("I want to revert the", exact=False).first.click()
+        wait_idle(page)
+        try:
+            expect(button).to_be_enabled(timeout=10_000)
+            break
+        except AssertionError:
+            continue
+    button.click()
+    page.get_by_text(f"Run {run_id} undone as run", exact=False).wait_for()  # the page drawn after the undo
     wait_idle(page)
 
 
