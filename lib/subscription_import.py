@@ -411,7 +411,6 @@ def write_in_one_pass(engine: Engine, opened: OpenedExport, run: Run, *, user: s
     """
     table = opened.table
     total = table.height
-    rows: list[SubscriptionRow] = []
     items: list[PlannedRow] = []
 
     def report(done: int, message: str) -> None:
@@ -420,7 +419,7 @@ def write_in_one_pass(engine: Engine, opened: OpenedExport, run: Run, *, user: s
 
     try:
         if engine.dialect.name == "sqlite":  # commit chunk by chunk: other writers get in between
-            snapshot, customers = _one_pass_committing_chunks(engine, run, opened, rows, items, report)
+            snapshot, customers = _one_pass_committing_chunks(engine, run, opened, items, report)
         else:
             with write_transaction(engine) as conn:
                 snapshot = _snapshot(conn)
@@ -429,11 +428,10 @@ def write_in_one_pass(engine: Engine, opened: OpenedExport, run: Run, *, user: s
                 with BackgroundInserts(conn, "subscriptions", run_id=run.id, user=user) as inserts:
                     for chunk in iter_rows(table, ONE_PASS_CHUNK_ROWS, first_chunk=FIRST_CHUNK_ROWS):
                         planned = planner.plan(chunk)
-                        rows.extend(chunk)
-                        items.extend(planned)
                         creates = [i.values for i in planned if i.outcome == "create"]
                         if creates:
                             inserts.put(creates)
+                        items.extend(map(_kept, planned))
                         report(len(items), f"planned {len(items):,} rows, {inserts.written:,} subscriptions created so far")
                 updates = _updates(items)
                 for updated in _update_in_batches(conn, updates, run_id=run.id, user=user):
@@ -444,12 +442,20 @@ def write_in_one_pass(engine: Engine, opened: OpenedExport, run: Run, *, user: s
             raise
         raise _lost(run, opened, len(items), exc) from exc
     report(total, "done")
-    return ImportPlan(opened.parsed(rows), items, customers.names, snapshot)
+    return ImportPlan(opened.parsed([]), items, customers.names, snapshot)  # the rows are not kept (`_kept`)
 
 
-def _one_pass_committing_chunks(engine: Engine, run, opened: OpenedExport, rows: list[SubscriptionRow],
-                                items: list[PlannedRow], report: Callable[[int, str], None]
-                                ) -> tuple[tuple, CustomerIndex]:
+def _kept(item: PlannedRow) -> PlannedRow:
+    """What the one pass keeps of a written row: its outcome and message (the summary, the run's statistics),
+    not its cells and values, so memory follows the chunk, not the file. Updates stay whole: they are written
+    at the end on PostgreSQL, and they are few."""
+    if item.outcome == "update":
+        return item
+    return PlannedRow(item.row, item.outcome, item.customer_id, item.subscription_id, message=item.message)
+
+
+def _one_pass_committing_chunks(engine: Engine, run, opened: OpenedExport, items: list[PlannedRow],
+                                report: Callable[[int, str], None]) -> tuple[tuple, CustomerIndex]:
     """The one pass on SQLite: each chunk's creates and updates in their own write transaction, so the write
     lock is free between chunks (a customer edit waits for one chunk, not the whole file). The indexes are
     read once, in the first chunk's transaction. A failure keeps the chunks committed before it (the run's
@@ -472,8 +478,7 @@ def _one_pass_committing_chunks(engine: Engine, run, opened: OpenedExport, rows:
             updates = _updates(planned)
             for _ in _update_in_batches(conn, updates, run_id=run.id, user=run.user):
                 pass
-        rows.extend(chunk)
-        items.extend(planned)
+        items.extend(map(_kept, planned))
         written["created"] += len(creates)
         written["updated"] += len(updates)
         run.stats = {"file": opened.file_name, "sheet": table.sheet, "rows_committed": len(items), **written}
