@@ -145,15 +145,10 @@ def snapshot(engine) -> dict:
     return out
 
 
-def hostile_cases(dialect: str) -> list:
-    return [pytest.param(sql, id=case) for case, where, sql in HOSTILE if dialect in where]
-
-
-@pytest.mark.parametrize("case", [c for c, _w, _s in HOSTILE])
+@pytest.mark.parametrize(("db_url", "case"), [pytest.param(db, case, id=f"{db}-{case}")
+                                               for case, where, _sql in HOSTILE for db in where], indirect=["db_url"])
 def test_hostile_migration_is_refused_by_the_engine_and_the_core_is_unchanged(engine, mods, case):
     _, where, sql = next(h for h in HOSTILE if h[0] == case)
-    if engine.dialect.name not in where:
-        pytest.skip(f"{case} is {'/'.join(where)} SQL")
     seed(engine)
     before = snapshot(engine)
     folder = make_module(mods, "evil", f"CREATE TABLE evil_items (id INTEGER);\n{sql};\n")
@@ -169,7 +164,8 @@ def test_hostile_migration_is_refused_by_the_engine_and_the_core_is_unchanged(en
     with pytest.raises(MigrationRefused):
         enable_module(engine, "evil", ADMIN)
     assert not load_registry(engine).get("evil").enabled
-    assert main(["modules", "enable", "evil"]) == 2
+    if case == "update_alias":  # the command line says the same, exit 2 (once is enough)
+        assert main(["modules", "enable", "evil"]) == 2
     assert snapshot(engine) == before
 
 
