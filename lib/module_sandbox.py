@@ -171,8 +171,13 @@ def ensure_role(conn: Connection, sandbox: Sandbox) -> str:
         try:
             conn.exec_driver_sql(f"CREATE ROLE {_quote(conn, role)} NOLOGIN")
             conn.exec_driver_sql("RELEASE SAVEPOINT hub_role")
-        except Exception:  # noqa: BLE001 - another process created it in between: same result
+        except Exception as exc:  # noqa: BLE001 - another process may have created it in between: same result
             conn.exec_driver_sql("ROLLBACK TO SAVEPOINT hub_role")
+            if not conn.execute(text("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = :r"), {"r": role}).scalar():
+                raise ConfinementError(
+                    f"module {sandbox.module}: the Hub's database user cannot create its role {role} "
+                    f"({str(exc).strip().splitlines()[0]}). Give it CREATEROLE, or have an administrator run: "
+                    f"CREATE ROLE {role} NOLOGIN; GRANT {role} TO <the Hub's user>") from None
     is_super = conn.execute(text("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user")).scalar()
     if not is_super:  # the Hub's own user must be able to act as the role (PostgreSQL 16+ needs it explicitly)
         conn.exec_driver_sql(f"GRANT {_quote(conn, role)} TO CURRENT_USER")

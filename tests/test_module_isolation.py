@@ -276,3 +276,52 @@ def test_reads_are_pure_list_health_and_the_modules_page_write_nothing(engine, m
     assert _everything(engine) == before  # no state row, no table: first sight is not recorded by a read
     assert main(["migrate"]) == 0  # `migrate` (like app start and `modules enable`) records it, and enables it
     assert load_registry(engine).get("fresh").enabled and "fresh_x" in inspect(engine).get_table_names()
+
+
+def test_postgresql_as_a_hub_user_that_is_not_superuser(db_url, mods, monkeypatch):
+    """Production: the Hub's user owns the core and has CREATEROLE, not superuser; the confinement holds."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL roles")
+    import uuid
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from lib.db import dispose_engines, get_engine
+    from lib.migrations import forget_core_ready, migrate_core
+
+    user = f"hub_test_{uuid.uuid4().hex[:8]}"
+    admin = get_engine(db_url)
+    with admin.begin() as conn:
+        schema = conn.execute(text("SELECT current_schema()")).scalar()
+        conn.exec_driver_sql(f'CREATE ROLE "{user}" LOGIN CREATEROLE')
+        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')  # the core, again, owned by the Hub's user
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}" AUTHORIZATION "{user}"')
+    url = make_url(db_url).set(username=user).render_as_string(hide_password=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    forget_core_ready()
+    try:
+        hub = get_engine(url)
+        migrate_core(hub)
+        seed(hub)
+        make_module(mods, "nosy", "CREATE TABLE nosy_x AS SELECT id, name FROM customers", reads=["customers"])
+        enable_module(hub, "nosy", ADMIN)
+        with module_connection("nosy", hub) as conn:
+            assert conn.execute(text("SELECT count(*) FROM nosy_x")).scalar() == 2
+        folder = make_module(mods, "evil", "RESET ROLE;\nDELETE FROM customers")
+        with pytest.raises(MigrationRefused, match="cannot set parameter"):
+            migrate_module(hub, folder / "migrations", Sandbox("evil", "evil_"))
+        with hub.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM customers")).scalar() == 2
+    finally:
+        dispose_engines()
+        superuser = create_engine(make_url(db_url))
+        with superuser.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+            db = conn.execute(text("SELECT current_database()")).scalar()
+        drop_roles_of_schema(superuser, db, schema)
+        with superuser.begin() as conn:
+            conn.exec_driver_sql(f'DROP OWNED BY "{user}" CASCADE')
+            conn.exec_driver_sql(f'DROP ROLE "{user}"')
+        superuser.dispose()
