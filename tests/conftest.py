@@ -79,8 +79,12 @@ def _new_database_url(kind: str, tmp_path: Path) -> tuple[str, callable]:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
 
     def drop():
+        from lib.module_sandbox import drop_roles_of_schema
+
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            database = conn.execute(text("SELECT current_database()")).scalar()
+        drop_roles_of_schema(admin, database, schema)  # module roles are cluster-wide (lib/module_sandbox.py)
         admin.dispose()
 
     return _pg_schema_url(schema), drop
