@@ -21,6 +21,7 @@ from lib.customers import (
     update_customer,
 )
 from lib.errors import HubError
+from lib.formatting import number
 from lib.text_input import TextRefused
 from ui.cvr_widgets import customer_cvr_lookup
 from ui.session import hub_engine, page_actor
@@ -117,7 +118,7 @@ try:
 except TextRefused as exc:
     st.error(f"Search not run: {exc}.")
     result = CustomerPage([], 0, 1, PAGE_SIZE)
-st.caption(f"{result.total:,} customers · page {result.page} of {result.pages}".replace(",", "."))
+st.caption(f"{number(result.total)} customers · page {number(result.page)} of {number(result.pages)}")
 
 if result.rows:
     st.dataframe(

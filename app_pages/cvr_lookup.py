@@ -14,6 +14,7 @@ from lib.cvr_lookup import (
     quota_status,
 )
 from lib.errors import HubError
+from lib.formatting import number
 from ui.cvr_widgets import OUTCOME_LABELS, approval_checkboxes, proposals_frame, quota_text
 from ui.job_widgets import progress_reporter, show_counts, show_errors
 from ui.session import hub_engine, page_actor
@@ -31,8 +32,8 @@ st.caption("Searches cvrapi.dk by name for customers without a CVR number. Only 
 
 quota = quota_status(engine)
 left, right = st.columns(2)
-left.metric("Customers without CVR", count_missing_cvr(engine))
-right.metric("Lookups left today (as far as known)", "no limit" if quota.left is None else quota.left)
+left.metric("Customers without CVR", number(count_missing_cvr(engine)))
+right.metric("Lookups left today (as far as known)", "no limit" if quota.left is None else number(quota.left))
 st.caption(quota_text(quota))
 
 result = st.session_state.get(RESULT)

@@ -12,6 +12,7 @@ from lib.economic_relink import (
     preview_import,
 )
 from lib.errors import HubError
+from lib.formatting import number
 from ui.job_widgets import progress_reporter, show_counts, show_errors
 from ui.session import hub_engine, page_actor
 
@@ -64,7 +65,7 @@ approved = [k for k in st.session_state.get(APPROVED, []) if k in proposals]
 counts = plan.counts(approved)
 show_counts(counts, COUNT_KEYS)
 t = plan.timings
-st.caption(f"Read {plan.economic_customers:,} e-conomic customers in {plan.requests} request(s) "
+st.caption(f"Read {number(plan.economic_customers)} e-conomic customers in {plan.requests} request(s) "
            f"({t['http_s']:.1f} s), matched in {t['matching_s']:.1f} s; preview from {plan.created_at:%Y-%m-%d %H:%M} "
            "UTC. Counts are what Apply does with the rows approved now.")
 
@@ -96,7 +97,7 @@ with tab_proposals:
             return "approved" if p.key in chosen else "needs approval"
         return ""
 
-    st.caption(f"{len(shown):,} of {len(plan.proposals):,} Hub customers shown")
+    st.caption(f"{number(len(shown))} of {number(len(plan.proposals))} Hub customers shown")
     if shown:
         st.dataframe(pd.DataFrame([{
             "row": p.key, "outcome": OUTCOME_LABELS[p.outcome], "action": _action(p), "Hub customer": p.hub_name,

@@ -9,6 +9,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from lib.errors import HubError, InputError
+from lib.formatting import number
 from lib.job_plans import get_plan, plan_for_run, why_unusable
 from lib.job_worker import APPLY, PREVIEW, latest_run, save_upload, start_job
 from lib.jobs.import_subscriptions import ImportSubscriptionsJob
@@ -83,7 +84,7 @@ def _show_result(run: dict) -> None:
     stats = st.columns(4)
     for col, (label, key) in zip(stats, [("Rows read", "rows"), ("Created", "created"), ("Updated", "updated"),
                                          ("Left unchanged", "unchanged")], strict=True):
-        col.metric(label, r.get(key, 0))
+        col.metric(label, number(r.get(key, 0)))
     try:
         st.page_link("app_pages/runs.py", label=f"Open run {run['run_id']}", icon=":material/history:",
                      query_params={"run": str(run["run_id"])})
@@ -170,9 +171,9 @@ _mapping_editor(export["headers"], mapping, expanded=bool(export["unrecognised_h
 counts = plan["counts"]
 st.subheader("Preview")
 metrics = st.columns(7)
-metrics[0].metric("Rows", len(plan["rows"]))
+metrics[0].metric("Rows", number(len(plan["rows"])))
 for col, outcome in zip(metrics[1:], OUTCOMES, strict=True):
-    col.metric(OUTCOME_LABELS[outcome], counts[COUNT_OF.get(outcome, outcome)])
+    col.metric(OUTCOME_LABELS[outcome], number(counts[COUNT_OF.get(outcome, outcome)]))
 
 shown = st.multiselect("Show", list(OUTCOMES), default=["create", "update", "skipped_locked"],
                        format_func=OUTCOME_LABELS.get, key="import_outcomes")
@@ -180,7 +181,7 @@ table = [r for r in plan["rows"] if r["outcome"] in shown][:SHOWN_ROWS]
 if table:
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
     if len(table) == SHOWN_ROWS:
-        st.caption(f"First {SHOWN_ROWS:,} rows shown.")
+        st.caption(f"First {number(SHOWN_ROWS)} rows shown.")
 else:
     st.caption("No rows with these outcomes.")
 
@@ -208,7 +209,7 @@ if problem:
 elif to_write == 0:
     st.info("Nothing to write: every row is unchanged, skipped, unmatched or rejected.")
 left, right = st.columns([1, 3])
-if left.button(f"Apply ({to_write} change(s))", type="primary", key="import_apply",
+if left.button(f"Apply ({number(to_write)} change(s))", type="primary", key="import_apply",
                disabled=to_write == 0 or problem is not None):
     try:
         start_job(engine, KIND, APPLY, {"plan_id": stored["id"], "file_name": export["file_name"]}, user=me.email,

@@ -16,7 +16,9 @@ from lib.modules import (
 )
 from ui.session import hub_engine, page_actor
 
-STATUS_ICON = {"enabled": "🟢", "disabled": "⚪", "failed": "🔴", "unavailable": "🟠"}
+# Material icons, not emoji: Debian's Chromium has no colour emoji font and drew 🟢 as an empty box (#19).
+STATUS_ICON = {"enabled": ":material/check_circle:", "disabled": ":material/radio_button_unchecked:",
+               "failed": ":material/error:", "unavailable": ":material/warning:"}
 HEALTH_TEXT = {True: "healthy", False: "unhealthy", None: "not checked"}
 
 me = page_actor("admin")
@@ -79,7 +81,7 @@ def settings_form(r: dict) -> None:
             values = {key: setting_widget(name, key, entry) for key, entry in editable.items()}
             for key, entry in editable.items():
                 if entry["locked"]:
-                    st.caption(f"🔒 {key} is locked by `{entry['source']}`")
+                    st.caption(f":material/lock: {key} is locked by `{entry['source']}`")
             if st.form_submit_button("Save settings", key=f"modules_settings_save_{name}"):
                 changed = {k: v for k, v in values.items() if not editable[k]["locked"]
                            and not (editable[k]["type"] == "secret" and not v)
@@ -122,7 +124,7 @@ by_name = {r["name"]: r for r in rows}
 for r in rows:
     name = r["name"]
     confirm_key = f"modules_remove_{name}"
-    with st.expander(f"{STATUS_ICON[r['status']]} {r['title']} · `{name}` {r['version'] or ''} · {r['status']}",
+    with st.expander(f"{r['title']} · `{name}` {r['version'] or ''} · {r['status']}", icon=STATUS_ICON[r["status"]],
                      expanded=confirm_key in st.session_state or st.session_state.get("modules_open") == name):
         if r["description"]:
             st.markdown(r["description"])

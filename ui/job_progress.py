@@ -6,6 +6,7 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 
 from lib.errors import HubError
+from lib.formatting import number
 from lib.job_worker import refresh, running_runs
 from lib.roles import Actor
 from lib.runs import request_cancel
@@ -22,7 +23,7 @@ def _fraction(run: dict) -> float:
 def _label(run: dict) -> str:
     what = "Preview" if run["dry_run"] else "Run"
     done, total = run.get("progress_done"), run.get("progress_total")
-    counts = f" · {done:,} of {total:,}" if total else ""
+    counts = f" · {number(done)} of {number(total)}" if total else ""
     return f"{what} {run['run_id']} ({run['kind']}, by {run['triggered_by']}){counts}: {run.get('progress_message') or 'starting…'}"
 
 

@@ -7,13 +7,15 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
+from lib.formatting import number
+
 
 def progress_reporter(label: str) -> Callable[[int, int, str], None]:
     """A callback for lib jobs (done, total, message) that drives one st.progress bar."""
     bar = st.progress(0.0, text=label)
 
     def report(done: int, total: int, message: str = "") -> None:
-        bar.progress(min(done / total, 1.0) if total else 1.0, text=f"{label}: {done}/{total} {message}".strip())
+        bar.progress(min(done / total, 1.0) if total else 1.0, text=f"{label}: {number(done)}/{number(total)} {message}".strip())
 
     return report
 
@@ -21,7 +23,7 @@ def progress_reporter(label: str) -> Callable[[int, int, str], None]:
 def show_counts(payload: dict, keys: tuple[str, ...]) -> None:
     cols = st.columns(len(keys))
     for col, key in zip(cols, keys, strict=True):
-        col.metric(key.replace("_", " ").capitalize(), payload.get(key, 0))
+        col.metric(key.replace("_", " ").capitalize(), number(payload.get(key, 0)))
     if payload.get("stopped"):
         st.error(f"Stopped early: {payload['stopped']}. What was decided before is kept; run it again later to "
                  "continue with the rest.")
