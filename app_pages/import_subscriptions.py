@@ -78,9 +78,11 @@ def _show_result(run: dict) -> None:
     if not r:
         return
     head = "Applied" if run["status"] == "succeeded" else "Written before it ended"
-    st.success(f"{head} as run {run['run_id']}: {r.get('created', 0)} created, {r.get('updated', 0)} updated, "
-               f"{r.get('unchanged', 0)} unchanged, {r.get('skipped_locked', 0)} skipped (locked), "
-               f"{r.get('unmatched', 0)} unmatched, {r.get('rejected', 0)} rejected.")
+    n = {key: number(r.get(key, 0)) for key in ("created", "updated", "unchanged", "skipped_locked", "unmatched",
+                                                  "rejected")}
+    st.success(f"{head} as run {run['run_id']}: {n['created']} created, {n['updated']} updated, "
+               f"{n['unchanged']} unchanged, {n['skipped_locked']} skipped (locked), "
+               f"{n['unmatched']} unmatched, {n['rejected']} rejected.")
     stats = st.columns(4)
     for col, (label, key) in zip(stats, [("Rows read", "rows"), ("Created", "created"), ("Updated", "updated"),
                                          ("Left unchanged", "unchanged")], strict=True):

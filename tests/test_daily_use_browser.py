@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from tests.browser import browser_page, streamlit_server  # noqa: F401 - fixtures
 from tests.conftest import ROOT
+from tests.test_runs_browser import undo_on_page
 
 # (url path, the page's h1; the Dashboard's is the app's name)
 CORE_PAGES = [("", "BMC Hub"), ("customers", "Customers"), ("subscriptions", "Subscriptions"), ("runs", "Runs"),
@@ -188,10 +189,7 @@ def test_try_it_path_import_apply_undo(db_url, streamlit_server, browser_page): 
     settle(page)
 
     open_page(page, base, f"runs?run={run_id}", "Runs")
-    page.get_by_text("I want to revert the", exact=False).first.click()
-    settle(page)
-    page.get_by_role("button", name="Undo run").click()
-    page.get_by_text(f"Run {run_id} undone as run", exact=False).wait_for(timeout=90_000)
+    undo_on_page(page, run_id)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM subscriptions")).scalar_one() == 0
 

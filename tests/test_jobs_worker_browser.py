@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from bench.bench_import import generate_export, seed_customers
+from lib.formatting import number
 from lib.job_worker import latest_run
 from lib.runs import get_run
 from tests.browser import browser_page, streamlit_server, wait_idle  # noqa: F401 - fixtures
@@ -84,7 +85,7 @@ def apply_run_with_progress(engine) -> dict:
 
 def upload_and_preview(page, path) -> None:
     page.locator('input[type="file"]').set_input_files(str(path))
-    page.get_by_role("button", name=f"Apply ({CREATES} change(s))").wait_for(timeout=90_000)
+    page.get_by_role("button", name=f"Apply ({number(CREATES)} change(s))").wait_for(timeout=90_000)
 
 
 def nav(page, title: str) -> None:
@@ -104,24 +105,24 @@ def test_apply_goes_on_while_away_and_after_a_reload(engine, export_30k, streaml
     page = browser_page(streamlit_server(), "import_subscriptions")
     upload_and_preview(page, export_30k)
     try:
-        page.get_by_role("button", name=f"Apply ({CREATES} change(s))").click()
+        page.get_by_role("button", name=f"Apply ({number(CREATES)} change(s))").click()
         run = apply_run_with_progress(engine)
         busy.hold()  # the worker waits before its next chunk
         nav(page, "Runs")
         first = progress_text(page)
-        assert f"Run {run['run_id']} ({KIND}" in first and "of 30,002" in first
+        assert f"Run {run['run_id']} ({KIND}" in first and "of 30.002" in first
         busy.release()
         wait_until(lambda: get_run(engine, run["run_id"])["progress_done"] > run["progress_done"], timeout=30)
         busy.hold()
         wait_until(lambda: progress_text(page) != first, timeout=15, every=0.2)  # moving, seen on the Runs page
         page.reload()
         page.get_by_test_id("stApp").wait_for()
-        assert re.search(r"of 30,002", progress_text(page))  # a reload stops nothing
+        assert re.search(r"of 30\.002", progress_text(page))  # a reload stops nothing
         assert get_run(engine, run["run_id"])["status"] == "running"
     finally:
         busy.release()
     nav(page, "Import subscriptions")
-    page.get_by_text(f"Applied as run {run['run_id']}: {CREATES} created").wait_for(timeout=60_000)
+    page.get_by_text(f"Applied as run {run['run_id']}: {number(CREATES)} created").wait_for(timeout=60_000)
     wait_idle(page)
     assert page.get_by_test_id("stMetric").filter(has_text="Left unchanged").first.is_visible()  # the statistics
     assert subscriptions(engine) == CREATES
@@ -137,7 +138,7 @@ def test_cancel_keeps_the_written_chunks_and_undo_reverts_them(engine, export_30
     page = browser_page(base, "import_subscriptions")
     upload_and_preview(page, export_30k)
     try:
-        page.get_by_role("button", name=f"Apply ({CREATES} change(s))").click()
+        page.get_by_role("button", name=f"Apply ({number(CREATES)} change(s))").click()
         run = apply_run_with_progress(engine)
         busy.hold()
         page.get_by_role("button", name="Cancel").click()
