@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if exc.code and wants_json:
                 print(to_json({"error": _Parser.last_error or "invalid command line"}))
             raise
-        wants_json = bool(getattr(args, "json", False))
+        wants_json = bool(getattr(args, "json", False)) or "--json" in argv  # also a job's own --json
         configure_logging()
         return int(args.handler(args) or 0)
     except HubError as exc:
