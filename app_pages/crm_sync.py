@@ -7,7 +7,6 @@ from lib.crm_sync import (
     COUNT_KEYS,
     OUTCOMES,
     SOURCES,
-    apply_crm_sync,
     apply_crm_write_back,
     dry_run_payload,
     open_client,
@@ -16,8 +15,10 @@ from lib.crm_sync import (
     write_back_enabled,
 )
 from lib.errors import HubError
+from lib.job_worker import APPLY, latest_run, start_job
 from lib.vtiger_client import LABELS
-from ui.job_widgets import progress_reporter, show_counts, show_errors
+from ui.job_progress import show_outcome, watch_run
+from ui.job_widgets import progress_reporter, run_link, show_counts, show_errors
 from ui.session import hub_engine, page_actor
 
 MAX_ROW_WIDGETS = 200
@@ -32,13 +33,18 @@ st.caption("Links CRM accounts to Hub customers (stored account id, then CVR, th
            "missing CVR numbers. The CRM is only read. Conflicting CVRs are never overwritten unless you choose "
            "“take CRM” for that row.")
 
+applying = latest_run(engine, "crm-sync", dry_run=False)
+if applying and applying["status"] == "running":  # it runs in a worker process: watch it from any tab
+    st.subheader("Applying")
+    watch_run(engine, applying["run_id"], me)
+    st.stop()
+
 source = st.selectbox("CRM", SOURCES, format_func=LABELS.get, key="crm_source")
 plan = st.session_state.get("crm_plan")
 if plan is not None and plan.source != source:
     plan = None
 
 if st.button("Preview", type="primary", key="crm_preview"):
-    st.session_state.pop("crm_result", None)
     st.session_state.pop("crm_wb_plan", None)
     st.session_state.pop("crm_wb_result", None)
     try:
@@ -50,12 +56,16 @@ if st.button("Preview", type="primary", key="crm_preview"):
         st.session_state.pop("crm_plan", None)
         st.error(str(exc))
 
-result = st.session_state.get("crm_result")
-if result is not None and result.get("source") == source:
-    st.success(f"Applied as run {result['run_id']}: {result['updated']} CVR number(s) written, "
-               f"{result['linked']} account id(s) stored.")
+last = latest_run(engine, "crm-sync", dry_run=False, user=me.email)
+if last and plan is None and last["parameters"].get("params", {}).get("source") == source:
+    result = last["stats"]
+    show_outcome(last)
+    if last["status"] == "succeeded":
+        st.success(f"Applied as run {last['run_id']}: {result.get('updated', 0)} CVR number(s) written, "
+                   f"{result.get('linked', 0)} account id(s) stored.")
     show_counts(result, COUNT_KEYS)
     show_errors(result)
+    run_link(last["run_id"])
 
 if plan is not None:
     st.subheader(f"Preview: {len(plan.accounts)} {plan.label} account(s)")
@@ -111,10 +121,9 @@ if plan is not None:
     st.caption(f"Apply will write {counts['updated']} CVR number(s) and store {counts['linked']} account id(s)"
                + (f", including {len(approved)} row(s) you chose." if approved else "."))
     if st.button("Apply", key="crm_apply"):
-        try:
-            done = apply_crm_sync(engine, plan, actor=me, approved=approved,
-                                  on_progress=progress_reporter("Writing"))
-            st.session_state["crm_result"] = done
+        try:  # the worker reads the CRM again (minutes at its rate limit) and writes; watch it from any tab
+            start_job(engine, "crm-sync", APPLY, {"params": {"source": source}, "approved": sorted(approved)},
+                      user=me.email, role=me.role)
             st.session_state.pop("crm_plan", None)
             st.rerun()
         except HubError as exc:

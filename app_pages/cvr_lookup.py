@@ -6,7 +6,6 @@ from lib.cvr_lookup import (
     AMBIGUOUS,
     FOUND,
     NOT_FOUND,
-    apply_cvr_lookup,
     config_problem,
     count_missing_cvr,
     make_client,
@@ -15,11 +14,13 @@ from lib.cvr_lookup import (
 )
 from lib.errors import HubError
 from lib.formatting import number
+from lib.job_worker import APPLY, latest_run, start_job
 from ui.cvr_widgets import OUTCOME_LABELS, approval_checkboxes, proposals_frame, quota_text
-from ui.job_widgets import progress_reporter, show_counts, show_errors
+from ui.job_progress import show_outcome, watch_run
+from ui.job_widgets import progress_reporter, run_link, show_counts, show_errors
 from ui.session import hub_engine, page_actor
 
-PLAN, RESULT = "cvr_plan", "cvr_result"
+PLAN, KIND = "cvr_plan", "cvr-lookup"
 PLAN_KEYS = ("candidates", "found", "ambiguous", "not_found", "not_asked")
 RESULT_KEYS = ("candidates", "found", "updated", "ambiguous", "not_found")
 
@@ -36,11 +37,19 @@ left.metric("Customers without CVR", number(count_missing_cvr(engine)))
 right.metric("Lookups left today (as far as known)", "no limit" if quota.left is None else number(quota.left))
 st.caption(quota_text(quota))
 
-result = st.session_state.get(RESULT)
-if result:
-    st.subheader("Applied")
-    show_counts(result, RESULT_KEYS)
-    show_errors(result)
+applying = latest_run(engine, KIND, dry_run=False)
+if applying and applying["status"] == "running":  # it runs in a worker process: watch it from any tab
+    st.subheader("Applying")
+    watch_run(engine, applying["run_id"], me)
+    st.stop()
+last = latest_run(engine, KIND, dry_run=False, user=me.email)
+if last and PLAN not in st.session_state:
+    done = "Applied as run" if last["status"] == "succeeded" else "Last apply: run"
+    st.subheader(f"{done} {last['run_id']} ({last['started_at']:%Y-%m-%d %H:%M} UTC)")
+    show_outcome(last)
+    show_counts(last["stats"], RESULT_KEYS)
+    show_errors(last["stats"])
+    run_link(last["run_id"])
 
 problem = config_problem()
 if problem:
@@ -52,7 +61,6 @@ if st.button("Preview", type="primary", disabled=bool(problem), key="cvr_preview
     try:
         with make_client(engine) as client:
             st.session_state[PLAN] = plan_cvr_lookup(engine, client, limit=int(limit) or None, on_progress=report)
-        st.session_state.pop(RESULT, None)
     except HubError as exc:
         st.error(str(exc))
 
@@ -77,11 +85,11 @@ approved = approval_checkboxes(plan)
 to_write = plan.count(FOUND) + len(approved)
 st.caption(f"Apply writes {to_write} CVR number(s): the {plan.count(FOUND)} found and {len(approved)} accepted.")
 if st.button("Apply", type="primary", disabled=to_write == 0, key="cvr_apply"):
-    try:
-        payload = apply_cvr_lookup(engine, plan, actor=me, approved=approved, on_progress=progress_reporter("Writing"))
+    try:  # the worker plans the same customers again (answers come from the cache) and writes
+        params = {"customer_ids": sorted({p.customer_id for p in plan.proposals})}
+        start_job(engine, KIND, APPLY, {"params": params, "approved": sorted(approved)}, user=me.email, role=me.role)
     except HubError as exc:
         st.error(str(exc))
     else:
-        st.session_state[RESULT] = payload
         st.session_state.pop(PLAN, None)
         st.rerun()

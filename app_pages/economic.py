@@ -6,17 +6,19 @@ import streamlit as st
 from lib.economic_relink import (
     COUNT_KEYS,
     OUTCOMES,
-    apply_economic_relink,
     import_unlinked_customers,
     preview_economic_relink,
     preview_import,
 )
 from lib.errors import HubError
 from lib.formatting import number
-from ui.job_widgets import progress_reporter, show_counts, show_errors
+from lib.job_worker import APPLY, latest_run, start_job
+from ui.job_progress import show_outcome, watch_run
+from ui.job_widgets import progress_reporter, run_link, show_counts, show_errors
 from ui.session import hub_engine, page_actor
 
-PLAN, APPROVED, RESULT, IMPORT_RESULT = "economic_plan", "economic_approved", "economic_result", "economic_import_result"
+PLAN, APPROVED, IMPORT_RESULT = "economic_plan", "economic_approved", "economic_import_result"
+KIND = "economic-relink"
 OUTCOME_LABELS = {"new": "new link", "changed": "changed link", "unchanged": "unchanged", "ambiguous": "ambiguous",
                   "conflict": "CVR conflict", "unmatched": "unmatched"}
 
@@ -33,8 +35,13 @@ def _forget_plan() -> None:
         st.session_state.pop(key, None)
 
 
+applying = latest_run(engine, KIND, dry_run=False)
+if applying and applying["status"] == "running":  # it runs in a worker process: watch it from any tab
+    st.subheader("Applying")
+    watch_run(engine, applying["run_id"], me)
+    st.stop()
+
 if st.button("Preview", type="primary", key="economic_preview", help="Read every e-conomic customer and match"):
-    st.session_state.pop(RESULT, None)
     st.session_state.pop(IMPORT_RESULT, None)
     try:
         plan = preview_economic_relink(engine, on_progress=progress_reporter("Reading e-conomic"))
@@ -43,12 +50,16 @@ if st.button("Preview", type="primary", key="economic_preview", help="Read every
     except HubError as exc:
         st.error(str(exc))
 
-result = st.session_state.get(RESULT)
-if result:
-    st.success(f"Applied as run {result['run_id']}: {result['linked']} link(s) written, "
-               f"{result['changed']} of them replacing an earlier number.")
+last = latest_run(engine, KIND, dry_run=False, user=me.email)
+if last and PLAN not in st.session_state:
+    result = last["stats"]
+    show_outcome(last)
+    if last["status"] == "succeeded":
+        st.success(f"Applied as run {last['run_id']}: {result.get('linked', 0)} link(s) written, "
+                   f"{result.get('changed', 0)} of them replacing an earlier number.")
     show_counts(result, ("linked", "changed", "unchanged", "ambiguous", "unmatched"))
     show_errors(result)
+    run_link(last["run_id"])
 imported = st.session_state.get(IMPORT_RESULT)
 if imported:
     st.success(f"Created {imported['created']} Hub customer(s) as run {imported['run_id']}; "
@@ -135,9 +146,9 @@ with tab_proposals:
     writes = plan.writes(approved)
     if st.button(f"Apply {len(writes)} link(s)", type="primary", key="economic_apply",
                  disabled=not writes):
-        try:
-            st.session_state[RESULT] = apply_economic_relink(engine, plan, actor=me, approved=approved,
-                                                             on_progress=progress_reporter("Linking"))
+        try:  # the worker reads e-conomic again and writes the same proposals' links
+            start_job(engine, KIND, APPLY, {"params": {}, "approved": sorted(approved)}, user=me.email,
+                      role=me.role)
             _forget_plan()
             st.rerun()
         except HubError as exc:

@@ -10,6 +10,7 @@ from lib.customers import get_customer
 from lib.cvr import make_cvr
 from lib.sandbox import SANDBOX_USER_AGENT, CvrApiSimulator
 from tests.apptest import app, no_exception, texts
+from tests.jobs_wait import settle
 
 
 @pytest.fixture
@@ -54,7 +55,8 @@ def test_preview_approve_apply(engine, sim):
 
     no_exception(at.checkbox(key=f"cvr_ok_{doubt}:{make_cvr(402)}").check().run())
     assert "Apply writes 2 CVR number(s)" in texts(at)
-    no_exception(at.button(key="cvr_apply").click().run())
+    at.button(key="cvr_apply").click().run()
+    no_exception(settle(at, engine))  # the apply runs in a worker process
     assert get_customer(engine, sure)["cvr_number"] == make_cvr(401)
     assert get_customer(engine, doubt)["cvr_number"] == make_cvr(402)
     assert get_customer(engine, unknown)["cvr_number"] is None
@@ -67,7 +69,8 @@ def test_unticked_ambiguous_is_not_applied(engine, sim):
     sure, doubt = add_customers(engine, [{"name": "Sikker Software ApS"}, {"name": "Tvivlsom Tømrer", "zip": "9000"}])
     at = no_exception(app("app_pages/cvr_lookup.py").run())
     at.button(key="cvr_preview").click().run()
-    no_exception(at.button(key="cvr_apply").click().run())
+    at.button(key="cvr_apply").click().run()
+    no_exception(settle(at, engine))
     assert get_customer(engine, sure)["cvr_number"] == make_cvr(401)
     assert get_customer(engine, doubt)["cvr_number"] is None
 

@@ -10,6 +10,7 @@ from lib.cvr import make_cvr
 from lib.runs import list_runs
 from lib.sandbox import EconomicSimulator, make_customer
 from tests.apptest import app, no_exception, signed_in, texts
+from tests.jobs_wait import settle
 
 PAGE = "app_pages/economic.py"
 
@@ -78,7 +79,8 @@ def test_approve_per_row_then_apply(engine, hub, sim):
     assert at.button(key="economic_apply").label == "Apply 1 link(s)"
     at.multiselect(key="economic_approved").set_value([f"c{hub['delta']}"]).run()
     assert "Linked=2" in texts(at) and at.button(key="economic_apply").label == "Apply 2 link(s)"
-    no_exception(at.button(key="economic_apply").click().run())
+    at.button(key="economic_apply").click().run()
+    no_exception(settle(at, engine))  # the apply runs in a worker process
     assert "Applied as run" in texts(at)
     assert numbers(engine) == {hub["alfa"]: 1, hub["hotel"]: None, hub["delta"]: 4}
     assert list_runs(engine)[0]["kind"] == "economic-relink"
