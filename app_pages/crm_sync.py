@@ -10,19 +10,21 @@ from lib.crm_sync import (
     apply_crm_write_back,
     dry_run_payload,
     open_client,
-    plan_crm_sync,
     plan_crm_write_back,
     write_back_enabled,
 )
 from lib.errors import HubError
-from lib.job_worker import APPLY, latest_run, start_job
+from lib.job_plans import get_plan, plan_for_run, why_unusable
+from lib.job_worker import APPLY, PREVIEW, latest_run, start_job
 from lib.vtiger_client import LABELS
+from lib.worker_jobs import crm_plan_from_stored
 from ui.job_progress import show_outcome, watch_run
 from ui.job_widgets import progress_reporter, run_link, show_counts, show_errors
 from ui.session import hub_engine, page_actor
 
 MAX_ROW_WIDGETS = 200
 KEEP, TAKE = "keep Hub", "take CRM"
+KIND = "crm-sync"
 OUTCOME_LABELS = {"fill": "fill CVR", "link": "link", "unchanged": "unchanged", "conflict": "conflict",
                   "ambiguous": "ambiguous", "unmatched": "unmatched"}
 
@@ -33,31 +35,48 @@ st.caption("Links CRM accounts to Hub customers (stored account id, then CVR, th
            "missing CVR numbers. The CRM is only read. Conflicting CVRs are never overwritten unless you choose "
            "“take CRM” for that row.")
 
-applying = latest_run(engine, "crm-sync", dry_run=False)
+applying = latest_run(engine, KIND, dry_run=False)
 if applying and applying["status"] == "running":  # it runs in a worker process: watch it from any tab
     st.subheader("Applying")
     watch_run(engine, applying["run_id"], me)
     st.stop()
 
 source = st.selectbox("CRM", SOURCES, format_func=LABELS.get, key="crm_source")
-plan = st.session_state.get("crm_plan")
-if plan is not None and plan.source != source:
-    plan = None
 
 if st.button("Preview", type="primary", key="crm_preview"):
     st.session_state.pop("crm_wb_plan", None)
     st.session_state.pop("crm_wb_result", None)
     try:
-        with open_client(source) as client:
-            plan = plan_crm_sync(engine, client, on_progress=progress_reporter(f"Reading {LABELS[source]}"))
-        st.session_state["crm_plan"] = plan
+        open_client(source).close()  # a missing setting is said here, before any worker starts
+        start_job(engine, KIND, PREVIEW, {"source": source}, user=me.email, role=me.role)
     except HubError as exc:
-        plan = None
-        st.session_state.pop("crm_plan", None)
         st.error(str(exc))
 
-last = latest_run(engine, "crm-sync", dry_run=False, user=me.email)
-if last and plan is None and last["parameters"].get("params", {}).get("source") == source:
+# The newest preview and apply of this CRM, from the database: a preview reads every account (minutes at the
+# CRM's rate limit) in a worker process, so it goes on when this tab is closed and is shown when you come back.
+preview = latest_run(engine, KIND, dry_run=True, user=me.email)
+if preview and preview["parameters"].get("source") != source:
+    preview = None
+last = latest_run(engine, KIND, dry_run=False, user=me.email)
+if last and last["parameters"].get("params", {}).get("source") != source:
+    last = None
+plan = None
+if preview and preview["status"] == "running":
+    st.subheader(f"Reading {LABELS[source]}")
+    watch_run(engine, preview["run_id"], me)
+elif preview and (last is None or preview["run_id"] > last["run_id"]):
+    stored = plan_for_run(engine, preview["run_id"])
+    if stored is None:
+        show_outcome(preview)
+    elif why_unusable(stored, None):
+        st.info(f"The last preview can no longer be applied: {why_unusable(stored, None)}. Preview again.")
+    else:
+        cache = st.session_state.get("crm_plan")
+        if cache is None or cache[0] != stored["id"]:
+            cache = (stored["id"], crm_plan_from_stored(get_plan(engine, stored["id"])["plan"]))
+            st.session_state["crm_plan"] = cache
+        plan = cache[1]
+elif last:
     result = last["stats"]
     show_outcome(last)
     if last["status"] == "succeeded":
@@ -122,9 +141,8 @@ if plan is not None:
                + (f", including {len(approved)} row(s) you chose." if approved else "."))
     if st.button("Apply", key="crm_apply"):
         try:  # the worker reads the CRM again (minutes at its rate limit) and writes; watch it from any tab
-            start_job(engine, "crm-sync", APPLY, {"params": {"source": source}, "approved": sorted(approved)},
+            start_job(engine, KIND, APPLY, {"params": {"source": source}, "approved": sorted(approved)},
                       user=me.email, role=me.role)
-            st.session_state.pop("crm_plan", None)
             st.rerun()
         except HubError as exc:
             st.error(str(exc))

@@ -72,7 +72,12 @@ def worker_job(kind: str) -> WorkerJob:
     if not _JOBS:
         import lib.worker_jobs  # noqa: F401 - registers the core jobs
     if kind in _JOBS:
-        return _JOBS[kind]
+        job = _JOBS[kind]
+        if job.apply is None:  # applied by the job runner: the role is the job's own
+            from lib.jobs.registry import get_job
+
+            job = WorkerJob(kind, get_job(kind).required_role, job.preview)
+        return job
     from lib.jobs.registry import get_job
 
     return WorkerJob(kind, get_job(kind).required_role)
@@ -167,7 +172,7 @@ def execute(engine: Engine, run_id: int) -> str:
     """Run the job recorded as `run_id` in this process; returns the run's final status."""
     record = get_run(engine, run_id)
     params = record["parameters"]
-    if worker_job(record["kind"]).apply is None:
+    if params.get("action") == APPLY and worker_job(record["kind"]).apply is None:
         return _execute_on_runner(engine, record)
     run = adopt_run(engine, run_id)
     try:

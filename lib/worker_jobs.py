@@ -7,6 +7,7 @@ undo reverts exactly that.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -140,3 +141,40 @@ def import_in_chunks(engine: Engine, run: Run, opened, *, expected: tuple | None
 
 
 register(WorkerJob(IMPORT_KIND, "operator", _import_preview, _import_apply))
+
+
+# --- crm-sync: reading every CRM account takes minutes at the CRM's rate limit, so the preview runs here too ----
+
+CRM_KIND = "crm-sync"
+
+
+def _crm_preview(engine: Engine, run: Run, params: dict) -> dict:
+    from lib.crm_sync import dry_run_payload, open_client, plan_crm_sync
+
+    progress = Progress(run)
+    with open_client(params["source"]) as client:
+        plan = plan_crm_sync(engine, client, on_progress=progress)
+    stored = {"source": plan.source, "cvr_field": plan.cvr_field, "stopped": plan.stopped,
+              "missing": getattr(plan, "missing", 0), "errors": plan.errors,
+              "accounts": [asdict(a) for a in plan.accounts], "proposals": [asdict(p) for p in plan.proposals]}
+    summary = {k: v for k, v in dry_run_payload(plan).items() if k != "errors"}
+    plan_id = store_plan(engine, CRM_KIND, run_id=run.id, user=run.user, parameters=params, summary=summary,
+                         plan=stored, fingerprint="")
+    return {**summary, "plan_id": plan_id}
+
+
+def crm_plan_from_stored(stored: dict):
+    """The CrmSyncPlan a worker's preview stored (for the page: the same object a preview in the page made)."""
+    from lib.crm_sync import CrmProposal, CrmSyncPlan
+    from lib.vtiger_client import CrmAccount
+
+    plan = CrmSyncPlan(
+        stored["source"], stored["cvr_field"], [CrmAccount(**a) for a in stored["accounts"]],
+        [CrmProposal(**{**p, "reasons": tuple(p["reasons"])}) for p in stored["proposals"]],
+        stored["errors"], stored["stopped"])
+    if hasattr(plan, "missing"):
+        plan.missing = stored.get("missing", 0)
+    return plan
+
+
+register(WorkerJob(CRM_KIND, "operator", _crm_preview, None))
