@@ -110,7 +110,7 @@ def test_apply_goes_on_while_away_and_after_a_reload(engine, export_30k, streaml
         busy.hold()  # the worker waits before its next chunk
         nav(page, "Runs")
         first = progress_text(page)
-        assert f"Run {run['run_id']} ({KIND}" in first and "of 30.002" in first
+        assert f"Run {run['run_id']} ({KIND}" in first and "of 30.002" in first, first
         busy.release()
         wait_until(lambda: get_run(engine, run["run_id"])["progress_done"] > run["progress_done"], timeout=30)
         busy.hold()
@@ -122,7 +122,7 @@ def test_apply_goes_on_while_away_and_after_a_reload(engine, export_30k, streaml
     finally:
         busy.release()
     nav(page, "Import subscriptions")
-    page.get_by_text(f"Applied as run {run['run_id']}: {number(CREATES)} created").wait_for(timeout=60_000)
+    page.get_by_text(f"Applied as run {run['run_id']}: {number(CREATES)} created").wait_for(timeout=120_000)
     wait_idle(page)
     assert page.get_by_test_id("stMetric").filter(has_text="Left unchanged").first.is_visible()  # the statistics
     assert subscriptions(engine) == CREATES
