@@ -1,14 +1,26 @@
 """Runs: the history of every job and edit, its statistics and changes, and undo."""
 
-import json
-
+import pandas as pd
 import streamlit as st
 
 from lib.errors import HubError
-from lib.runs import get_run, list_runs, run_changes, run_users, undo_conflicts, undo_run
+from lib.formatting import TIME_NOTE, number, run_summary, text
+from lib.runs import (
+    get_run,
+    list_runs,
+    run_change_count,
+    run_changes,
+    run_kinds,
+    run_users,
+    undo_conflicts,
+    undo_run,
+)
 from ui.job_progress import running_panel
 from ui.session import hub_engine, page_actor
-from ui.tables import changes_frame, runs_frame
+from ui.tables import changes_frame, runs_frame, status_text
+
+SHOWN_RUNS, SHOWN_CHANGES = 200, 1000
+EVERYONE, EVERY_KIND = "everyone", "every kind"
 
 me = page_actor()
 engine = hub_engine()
@@ -16,13 +28,15 @@ st.title("Runs")
 running_panel(engine, me)  # live progress and Cancel of every running job, from any tab or replica
 
 left, right = st.columns(2)
-person = left.selectbox("Started by", ["everyone", *run_users(engine)], key="runs_person")
-kind = right.text_input("Kind", key="runs_kind", placeholder="e.g. cvr-lookup")
-runs = list_runs(engine, limit=500, kind=kind.strip() or None, user=None if person == "everyone" else person)
+person = left.selectbox("Started by", [EVERYONE, *run_users(engine)], key="runs_person")
+kind = right.selectbox("Kind", [EVERY_KIND, *run_kinds(engine)], key="runs_kind")
+runs = list_runs(engine, limit=SHOWN_RUNS, kind=None if kind == EVERY_KIND else kind,
+                 user=None if person == EVERYONE else person)
 if not runs:
     st.info("No runs match.")
     st.stop()
 st.dataframe(runs_frame(runs), hide_index=True, width="stretch")
+st.caption(f"The newest {number(len(runs))} runs. {TIME_NOTE}")
 
 labels = {r["run_id"]: f"#{r['run_id']} {r['kind']} · {r['status']} · {r['triggered_by']}" for r in runs}
 default = st.query_params.get("run")
@@ -51,7 +65,7 @@ if notice:
 
 st.subheader(f"Run {run['run_id']}: {run['kind']}")
 cols = st.columns(4)
-cols[0].metric("Status", run["status"])
+cols[0].metric("Status", status_text(run))
 cols[1].metric("Started by", run["triggered_by"])
 cols[2].metric("Dry run", "yes" if run["dry_run"] else "no")
 cols[3].metric("Undone by", f"#{run['undone_by_run_id']}" if run["undone_by_run_id"] else "—")
@@ -59,11 +73,17 @@ if run["undoes_run_id"]:
     st.caption(f"This run undid run #{run['undoes_run_id']}; undoing it puts that run's changes back (redo).")
 if run["error"]:
     st.warning(run["error"])
-with st.expander("Statistics and parameters", expanded=True):
-    st.code(json.dumps({"stats": run["stats"], "parameters": run["parameters"]}, indent=2, ensure_ascii=False,
-                       default=str), language="json")
-changes = run_changes(engine, picked, limit=5000)
-st.caption(f"{len(changes)} recorded change(s)" + (" (first 5,000 shown)" if len(changes) == 5000 else ""))
+if summary := run_summary(run["kind"], run["stats"]):
+    st.markdown(f"**{summary}**")
+with st.expander("Statistics and parameters", expanded=False):
+    st.dataframe(pd.DataFrame(
+        [{"of": "statistics", "name": k.replace("_", " "), "value": text(v)} for k, v in run["stats"].items()]
+        + [{"of": "parameters", "name": k.replace("_", " "), "value": text(v)} for k, v in run["parameters"].items()],
+        columns=["of", "name", "value"]), hide_index=True, width="stretch")
+total_changes = run_change_count(engine, picked)
+changes = run_changes(engine, picked, limit=SHOWN_CHANGES)
+st.caption(f"{number(total_changes)} recorded change(s)"
+           + (f" (the first {number(SHOWN_CHANGES)} shown)" if total_changes > SHOWN_CHANGES else ""))
 if changes:
     st.dataframe(changes_frame(changes, of="run"), hide_index=True, width="stretch")
 
@@ -75,9 +95,10 @@ if changes and not run["dry_run"]:
         st.info(f"Undone by run #{undone}. Undo run #{undone} to put these changes back.")
     elif run["status"] == "running":
         st.info("This run is still running; it can be undone when it has finished.")
-    confirm = st.checkbox(f"I want to revert the {len(changes)} change(s) of run {picked}", key=f"undo_ok_{picked}",
-                          disabled=not may_undo or bool(undone) or run["status"] == "running")
-    conflicts = [] if undone else undo_conflicts(engine, picked)
+    confirm = st.checkbox(f"I want to revert the {number(total_changes)} change(s) of run {picked}",
+                          key=f"undo_ok_{picked}", disabled=not may_undo or bool(undone) or run["status"] == "running")
+    # Looked up once a person means to undo: it reads every field the run touched.
+    conflicts = undo_conflicts(engine, picked) if confirm and not undone else []
     if conflicts:
         fields = sorted({f"{c['table_name']}#{c['row_id']}.{c['field']}"
                          + (f" (by {c['changed_by']})" if c["changed_by"] else "") for c in conflicts})

@@ -515,6 +515,17 @@ def hand_over(run: Run) -> None:
     run._end_heartbeat()
 
 
+def run_kinds(engine: Engine) -> list[str]:
+    """Every kind that has a run, for the Runs page's filter."""
+    with engine.connect() as conn:
+        return list(conn.execute(text("SELECT DISTINCT kind FROM runs ORDER BY kind")).scalars())
+
+
+def run_change_count(engine: Engine, run_id: int) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM changes WHERE run_id = :r"), {"r": run_id}).scalar_one())
+
+
 def run_users(engine: Engine) -> list[str]:
     with engine.connect() as conn:
         return list(conn.execute(text("SELECT DISTINCT triggered_by FROM runs ORDER BY triggered_by")).scalars())

@@ -42,6 +42,8 @@ def test_an_undo_run_offers_redo_and_conflicts_are_judged_by_value(engine):
     at = app("app_pages/runs.py")
     at.query_params["run"] = str(a)
     no_exception(at.run())
+    assert f"customers#{cid}.city" not in texts(at)  # looked up only once a person means to undo
+    at.checkbox(key=f"undo_ok_{a}").check().run()
     assert f"customers#{cid}.city" in texts(at)  # B still in effect: named
     update_customer(engine, cid, {"city": "Aarhus"}, user="local-admin")  # back to what A wrote
     no_exception(at.run())
