@@ -16,10 +16,10 @@ from lib.runs import (
     undo_run,
 )
 from ui.job_progress import running_panel
-from ui.session import hub_engine, page_actor
+from ui.session import hub_engine, page_actor, still_signed_in
 from ui.tables import changes_frame, runs_frame, status_text
 
-SHOWN_RUNS, SHOWN_CHANGES = 200, 1000
+SHOWN_RUNS, CHANGES_PAGE = 100, 200
 EVERYONE, EVERY_KIND = "everyone", "every kind"
 
 me = page_actor()
@@ -81,14 +81,26 @@ with st.expander("Statistics and parameters", expanded=False):
         + [{"of": "parameters", "name": k.replace("_", " "), "value": text(v)} for k, v in run["parameters"].items()],
         columns=["of", "name", "value"]), hide_index=True, width="stretch")
 total_changes = run_change_count(engine, picked)
-changes = run_changes(engine, picked, limit=SHOWN_CHANGES)
-st.caption(f"{number(total_changes)} recorded change(s)"
-           + (f" (the first {number(SHOWN_CHANGES)} shown)" if total_changes > SHOWN_CHANGES else ""))
-if changes:
-    st.dataframe(changes_frame(changes, of="run"), hide_index=True, width="stretch")
 
+
+@st.fragment
+def change_rows() -> None:
+    """The run's changes a page at a time: turning pages reruns only this part."""
+    still_signed_in()
+    pages = max(1, -(-total_changes // CHANGES_PAGE))
+    page = st.number_input(f"Changes, page (of {number(pages)})", min_value=1, max_value=pages, value=1, step=1,
+                           key=f"runs_changes_page_{picked}") if pages > 1 else 1
+    changes = run_changes(engine, picked, limit=CHANGES_PAGE, offset=(int(page) - 1) * CHANGES_PAGE)
+    first = (int(page) - 1) * CHANGES_PAGE + 1
+    st.caption(f"{number(total_changes)} recorded change(s)"
+               + (f"; {number(first)}–{number(first + len(changes) - 1)} shown" if pages > 1 else ""))
+    if changes:
+        st.dataframe(changes_frame(changes, of="run"), hide_index=True, width="stretch")
+
+
+change_rows()
 may_undo = me.can("admin") or (me.can("operator") and run["triggered_by"] == me.email)
-if changes and not run["dry_run"]:
+if total_changes and not run["dry_run"]:
     st.divider()
     undone = run["undone_by_run_id"]
     if undone:

@@ -539,11 +539,11 @@ def get_run(engine: Engine, run_id: int) -> dict:
     return _decode_run(dict(row))
 
 
-def run_changes(engine: Engine, run_id: int, limit: int | None = None) -> list[dict]:
+def run_changes(engine: Engine, run_id: int, limit: int | None = None, offset: int = 0) -> list[dict]:
     sql = ("SELECT id, table_name, row_id, action, field, old_value, new_value, changed_by, at FROM changes "
            "WHERE run_id = :r ORDER BY id")
     if limit:
-        sql += f" LIMIT {int(limit)}"
+        sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
     with engine.connect() as conn:
         rows = conn.execute(text(sql), {"r": run_id}).mappings().all()
     return [{**r, "at": as_datetime(r["at"]), "old_value": decode_value(r["old_value"]),
