@@ -4,12 +4,14 @@ Preview and apply run in a worker process, never in this page's script run: relo
 closing the tab does not stop them, and coming back shows the newest preview and apply from the database.
 """
 
+from decimal import Decimal
+
 import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from lib.errors import HubError, InputError
-from lib.formatting import number
+from lib.formatting import money, number, text, when
 from lib.job_plans import get_plan, plan_for_run, why_unusable
 from lib.job_worker import APPLY, PREVIEW, latest_run, save_upload, start_job
 from lib.jobs.import_subscriptions import ImportSubscriptionsJob
@@ -70,6 +72,12 @@ def _sheet_picker(names: list[str], current: str) -> None:
         if st.session_state.get("import_sheet") not in names:
             st.session_state["import_sheet"] = current
         st.selectbox("Sheet", names, key="import_sheet", on_change=_new_sheet)
+
+
+def _shown(rows: list[dict]) -> pd.DataFrame:
+    """Rows as a person reads them (lib.formatting): Danish numbers, kr., dd-mm-yyyy, blank for empty."""
+    return pd.DataFrame([{k: v if k == "row" else money(Decimal(str(v))) if k == "unit price" and v not in (None, "")
+                          else when(v) if k == "start date" else text(v) for k, v in r.items()} for r in rows])
 
 
 def _show_result(run: dict) -> None:
@@ -181,7 +189,7 @@ shown = st.multiselect("Show", list(OUTCOMES), default=["create", "update", "ski
                        format_func=OUTCOME_LABELS.get, key="import_outcomes")
 table = [r for r in plan["rows"] if r["outcome"] in shown][:SHOWN_ROWS]
 if table:
-    st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
+    st.dataframe(_shown(table), hide_index=True, width="stretch")
     if len(table) == SHOWN_ROWS:
         st.caption(f"First {number(SHOWN_ROWS)} rows shown.")
 else:
@@ -190,7 +198,7 @@ else:
 errors = plan["errors"]
 if errors:
     st.subheader(f"Rejected and unmatched rows ({len(errors)})")
-    st.dataframe(pd.DataFrame(errors), hide_index=True, width="stretch")
+    st.dataframe(_shown(errors), hide_index=True, width="stretch")
     left, right = st.columns(2)
     stem = export["file_name"].rsplit(".", 1)[0]
     for col, fmt, mime in ((left, "xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),

@@ -169,7 +169,9 @@ def test_try_it_path_import_apply_undo(db_url, streamlit_server, browser_page): 
     base = streamlit_server()
     page = browser_page(base)
     page.get_by_role("button", name="Load demo data").click()
-    page.get_by_text("demo customers", exact=False).first.wait_for(timeout=60_000)
+    page.get_by_role("button", name="Load demo data").wait_for(state="detached", timeout=60_000)  # not empty now
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM customers")).scalar_one() > 0
 
     open_page(page, base, "import_subscriptions", "Import subscriptions")
     page.locator('input[type="file"]').set_input_files(str(ROOT / "samples" / "abonnementer-demo.xlsx"))
@@ -179,6 +181,8 @@ def test_try_it_path_import_apply_undo(db_url, streamlit_server, browser_page): 
         page.locator('[data-testid="stMetricLabel"]').all_inner_texts(),
         page.locator('[data-testid="stMetricValue"]').all_inner_texts(), strict=True)}
     assert (metric["Create"], metric["Unmatched"], metric["Rejected"]) == ("28", "1", "1"), metric
+    problems, read = page_problems(page)
+    assert read > 30 and not problems, problems  # the preview's tables and the rejected rows read cleanly too
 
     page.get_by_role("button", name=re.compile(r"^Apply \(28 ")).click()
     page.get_by_text(re.compile(r"Applied as run \d+: 28 created")).wait_for(timeout=120_000)
@@ -189,6 +193,8 @@ def test_try_it_path_import_apply_undo(db_url, streamlit_server, browser_page): 
     settle(page)
 
     open_page(page, base, f"runs?run={run_id}", "Runs")
+    problems, read = page_problems(page)
+    assert read > 28 and not problems, problems  # the run's changes: 28 created rows
     undo_on_page(page, run_id)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM subscriptions")).scalar_one() == 0
