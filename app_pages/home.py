@@ -52,8 +52,10 @@ if counts["customers"] == 0:
         load_demo_data = None
     if load_demo_data is not None and me.can("operator") and st.button("Load demo data", type="primary"):
         result = load_demo_data(engine, user=me.email, role=me.role)
-        st.success(f"Loaded {result.get('customers', 0)} demo customers.")
+        st.session_state["demo_loaded"] = result.get("customers", 0)  # shown after the rerun, not lost in it
         st.rerun()
+if "demo_loaded" in st.session_state:
+    st.success(f"Loaded {number(st.session_state.pop('demo_loaded'))} demo customers.")
 
 st.subheader("Recent runs")
 runs = list_runs(engine, limit=10)

@@ -169,7 +169,7 @@ def test_try_it_path_import_apply_undo(db_url, streamlit_server, browser_page): 
     base = streamlit_server()
     page = browser_page(base)
     page.get_by_role("button", name="Load demo data").click()
-    page.get_by_role("button", name="Load demo data").wait_for(state="detached", timeout=60_000)  # not empty now
+    page.get_by_text(re.compile(r"^Loaded \d+ demo customers")).wait_for(timeout=60_000)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM customers")).scalar_one() > 0
 

@@ -70,6 +70,7 @@ def test_empty_dashboard_loads_demo_data_as_an_undoable_run(engine):
     assert customers > 10
     run = list_runs(engine)[0]
     assert run["kind"] == "demo-data" and run["stats"]["customers"] == customers
+    assert [s.value for s in at.success] == [f"Loaded {customers} demo customers."]  # seen after the page's rerun
 
 
 def dashboard_counts_now(engine) -> int:
