@@ -84,6 +84,29 @@ def log_change(conn: Connection, run_id: int | None, table: str, row_id: int, ac
     )
 
 
+def delete_rows(conn: Connection, table: str, row_ids: list[int], *, run_id: int | None, user: str,
+                batch: int = 1000) -> int:
+    """Delete the rows of `row_ids` that exist, logging each whole row as `delete_row` does, a batch per
+    statement (undo of a large import: set-based, not a round trip per row). Returns how many were deleted."""
+    cols = ", ".join(("id",) + AUDITED_TABLES[table])
+    select = text(f"SELECT {cols} FROM {table} WHERE id IN :ids").bindparams(bindparam("ids", expanding=True))
+    delete = text(f"DELETE FROM {table} WHERE id IN :ids").bindparams(bindparam("ids", expanding=True))
+    log = text("INSERT INTO changes (run_id, table_name, row_id, action, field, old_value, new_value, changed_by, at) "
+               "VALUES (:run, :t, :row, 'delete', :f, :old, NULL, :u, :at)")
+    deleted = 0
+    for start in range(0, len(row_ids), batch):
+        ids = row_ids[start:start + batch]
+        rows = [dict(r) for r in conn.execute(select, {"ids": ids}).mappings()]
+        if not rows:
+            continue
+        now = utcnow()
+        conn.execute(delete, {"ids": [r["id"] for r in rows]})
+        conn.execute(log, [{"run": run_id, "t": table, "row": r["id"], "f": WHOLE_ROW, "u": user, "at": now,
+                            "old": encode_value({k: v for k, v in r.items() if k != "id"})} for r in rows])
+        deleted += len(rows)
+    return deleted
+
+
 def read_row(conn: Connection, table: str, row_id: int) -> dict | None:
     cols = ", ".join(("id",) + AUDITED_TABLES[table])
     row = conn.execute(text(f"SELECT {cols} FROM {table} WHERE id = :id"), {"id": row_id}).mappings().first()

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from lib import tables
-from lib.audit import AUDITED_TABLES, WHOLE_ROW, decode_value, delete_row, log_change, update_row, utcnow
+from lib.audit import AUDITED_TABLES, WHOLE_ROW, decode_value, delete_rows, log_change, update_row, utcnow
 from lib.config import get_settings
 from lib.db import as_datetime, write_transaction
 from lib.errors import HubError, InputError, ServiceError, Terminated
@@ -809,13 +809,23 @@ def _revert(conn: Connection, effects: list[_RowEffect], undo_id: int, user: str
     held by another row, e.g. the same subscription imported again since): the caller refuses the undo.
     """
     clashes: list[dict] = []
+    pending: tuple[str, list[int]] = ("", [])  # consecutive inserted rows of one table, deleted as a set
+
+    def delete_pending() -> None:
+        table, ids = pending
+        if ids:
+            stats["rows_deleted"] += delete_rows(conn, table, ids, run_id=undo_id, user=user)
+            ids.clear()
+
     for e in reversed(effects):
-        exists = conn.execute(text(f"SELECT 1 FROM {e.table} WHERE id = :id"), {"id": e.row_id}).first() is not None
         if e.inserted:
-            if exists:
-                delete_row(conn, e.table, e.row_id, run_id=undo_id, user=user)
-                stats["rows_deleted"] += 1
+            if pending[0] != e.table:
+                delete_pending()
+                pending = (e.table, [])
+            pending[1].append(e.row_id)
             continue
+        delete_pending()
+        exists = conn.execute(text(f"SELECT 1 FROM {e.table} WHERE id = :id"), {"id": e.row_id}).first() is not None
         if e.deleted and not exists:
             try:
                 with conn.begin_nested():
@@ -831,6 +841,7 @@ def _revert(conn: Connection, effects: list[_RowEffect], undo_id: int, user: str
             continue  # deleted since (a forced undo): nothing to restore the fields into
         written = update_row(conn, e.table, e.row_id, e.before, run_id=undo_id, user=user)
         stats["fields_restored"] += len(written)
+    delete_pending()
     return clashes
 
 

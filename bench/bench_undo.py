@@ -1,0 +1,71 @@
+"""Undo of a large import against the import itself: undo must take no longer than the apply it reverts.
+
+    python bench/bench_undo.py [--rows 100000] [--customers 20000] [--database-url URL]
+
+Generates a BMC Office export (bench_import's generator), applies it with `import-subscriptions --apply`'s
+library path, then undoes the run; prints both times and their ratio (from the same run). Default database:
+a temporary SQLite file; a PostgreSQL URL gets a fresh schema, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_import import generate_export, seed_customers  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from lib.db import get_engine  # noqa: E402
+from lib.migrations import migrate_core  # noqa: E402
+from lib.runs import undo_run  # noqa: E402
+from lib.subscription_import import import_subscriptions  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--database-url")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-undo-"))
+    drop = None
+    if args.database_url and args.database_url.startswith("postgresql"):
+        schema = f"bench_undo_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(args.database_url)
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = f"{args.database_url}{'&' if '?' in args.database_url else '?'}options=-csearch_path%3D{schema}"
+
+        def drop() -> None:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    else:
+        url = f"sqlite:///{work / 'undo.db'}"
+    try:
+        engine = get_engine(url)
+        migrate_core(engine)
+        seed_customers(engine, args.customers)
+        export = work / "export.xlsx"
+        generate_export(export, args.rows, args.customers)
+        start = time.perf_counter()
+        _plan, summary = import_subscriptions(engine, export, apply=True, user="bench", role="admin")
+        applied = time.perf_counter() - start
+        start = time.perf_counter()
+        result = undo_run(engine, summary["run_id"], user="bench", role="admin")
+        undone = time.perf_counter() - start
+        print(f"{engine.dialect.name}: {args.rows:,} rows; apply {applied:.1f} s ({summary['created']:,} created), "
+              f"undo {undone:.1f} s ({result['rows_deleted']:,} removed); undo/apply = {undone / applied:.2f}")
+    finally:
+        if drop:
+            drop()
+
+
+if __name__ == "__main__":
+    main()
