@@ -33,7 +33,7 @@ COPY migrations ./migrations
 COPY modules ./modules
 COPY .streamlit/config.toml ./.streamlit/config.toml
 # data/ holds the SQLite file when DATABASE_URL is not set; secrets.toml is mounted at run time, never baked in.
-RUN mkdir -p /app/data && chown -R hub:hub /app/data /app/modules
+RUN mkdir -p /app/data/jobs && chown -R hub:hub /app/data /app/modules
 
 # numeric, so Kubernetes' runAsNonRoot can verify it
 USER 10001:10001
