@@ -13,7 +13,8 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from lib.bulk_copy import copy_insert_rows
-from lib.db import write_transaction
+from lib.db import lost_connection, write_transaction
+from lib.errors import DatabaseLost
 from lib.import_report import error_report_csv, error_report_xlsx
 from lib.job_plans import PlanUnusable, claim_plan, get_plan, store_plan, why_unusable
 from lib.job_worker import Progress, WorkerJob, jobs_dir, register
@@ -135,6 +136,16 @@ def import_in_chunks(engine: Engine, run: Run, opened, *, expected: tuple | None
         cancelled = RunCancelled(f"{exc} after {len(items):,} of {total:,} rows (those are kept; undo reverts them)")
         cancelled.stats = result()
         raise cancelled from exc
+    except Exception as exc:
+        if not lost_connection(engine, exc):
+            raise
+        lost = DatabaseLost(f"the database connection was lost during the import after {len(items):,} of {total:,} "
+                            f"rows; the {written['created']:,} created and {written['updated']:,} updated in "
+                            "committed chunks are kept (undo reverts them)")
+        lost.stats = result()
+        raise lost from None
+    finally:
+        table.close()  # ends the reading child on every path
     out = result()
     progress(total, total, "done")
     return out
