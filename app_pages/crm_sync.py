@@ -8,25 +8,24 @@ from lib.crm_sync import (
     OUTCOMES,
     SOURCES,
     apply_crm_write_back,
-    dry_run_payload,
     open_client,
     plan_crm_write_back,
     write_back_enabled,
 )
 from lib.errors import HubError
+from lib.formatting import OUTCOME_WORDS
 from lib.job_plans import get_plan, plan_for_run, why_unusable
 from lib.job_worker import APPLY, PREVIEW, latest_run, start_job
 from lib.vtiger_client import LABELS
 from lib.worker_jobs import crm_plan_from_stored
 from ui.job_progress import show_outcome, watch_run
-from ui.job_widgets import progress_reporter, run_link, show_counts, show_errors
+from ui.job_widgets import progress_reporter, run_link, show_counts, show_errors, show_outcome_counts
 from ui.session import hub_engine, page_actor
 
 MAX_ROW_WIDGETS = 200
 KEEP, TAKE = "keep Hub", "take CRM"
 KIND = "crm-sync"
-OUTCOME_LABELS = {"fill": "fill CVR", "link": "link", "unchanged": "unchanged", "conflict": "conflict",
-                  "ambiguous": "ambiguous", "unmatched": "unmatched"}
+OUTCOME_LABELS = OUTCOME_WORDS[KIND]  # the glossary's words
 
 me = page_actor("operator")
 engine = hub_engine()
@@ -94,7 +93,7 @@ if plan is not None:
         st.warning(f"{plan.label} has no Accounts field labelled CVR: only links can be made.")
     if plan.stopped:
         st.warning(f"Reading stopped early: {plan.stopped}. Only the accounts read are proposed.")
-    show_counts(dry_run_payload(plan), COUNT_KEYS)
+    show_outcome_counts(KIND, [p.outcome for p in plan.proposals], total=("Accounts", len(plan.accounts)))
 
     shown = st.multiselect("Show", OUTCOMES, default=list(OUTCOMES), format_func=OUTCOME_LABELS.get,
                            key="crm_filter")
@@ -112,7 +111,7 @@ if plan is not None:
     conflicts = [p for p in plan.proposals if p.outcome == "conflict"]
     ambiguous = [p for p in plan.proposals if p.outcome == "ambiguous"]
     if conflicts:
-        st.markdown(f"**Conflicts ({len(conflicts)})** — choose per row; “keep Hub” changes nothing.")
+        st.markdown(f"**Conflict ({len(conflicts)})** — choose per row; “keep Hub” changes nothing.")
         for p in conflicts[:MAX_ROW_WIDGETS]:
             st.radio(
                 f"{p.account_name} ({p.account_id}) ↔ customer {p.customer_id} {p.customer_name}: "
@@ -122,7 +121,7 @@ if plan is not None:
                 help=None if p.approvable else "; ".join(p.reasons),
             )
     if ambiguous:
-        st.markdown(f"**Not confident ({len(ambiguous)})** — tick to link the account to the proposed customer.")
+        st.markdown(f"**Ambiguous ({len(ambiguous)})** — tick to link the account to the proposed customer.")
         for p in ambiguous[:MAX_ROW_WIDGETS]:
             st.checkbox(
                 f"{p.account_name} ({p.account_id}) → "
@@ -139,7 +138,9 @@ if plan is not None:
     counts = plan.counts(approved)
     st.caption(f"Apply will write {counts['updated']} CVR number(s) and store {counts['linked']} account id(s)"
                + (f", including {len(approved)} row(s) you chose." if approved else "."))
-    if st.button("Apply", key="crm_apply"):
+    nothing = not (counts["updated"] or counts["linked"])
+    if st.button("Apply", key="crm_apply", disabled=nothing,
+                 help="Nothing would be written: choose rows above, or preview again later" if nothing else None):
         try:  # the worker reads the CRM again (minutes at its rate limit) and writes; watch it from any tab
             start_job(engine, KIND, APPLY, {"params": {"source": source}, "approved": sorted(approved)},
                       user=me.email, role=me.role)

@@ -11,7 +11,7 @@ from lib.economic_relink import (
     preview_import,
 )
 from lib.errors import HubError
-from lib.formatting import number
+from lib.formatting import OUTCOME_WORDS, number
 from lib.job_worker import APPLY, latest_run, start_job
 from ui.job_progress import show_outcome, watch_run
 from ui.job_widgets import progress_reporter, run_link, show_counts, show_errors
@@ -19,8 +19,7 @@ from ui.session import hub_engine, page_actor
 
 PLAN, APPROVED, IMPORT_RESULT = "economic_plan", "economic_approved", "economic_import_result"
 KIND = "economic-relink"
-OUTCOME_LABELS = {"new": "new link", "changed": "changed link", "unchanged": "unchanged", "ambiguous": "ambiguous",
-                  "conflict": "CVR conflict", "unmatched": "unmatched"}
+OUTCOME_LABELS = OUTCOME_WORDS[KIND]  # the glossary's words
 
 me = page_actor("operator")
 engine = hub_engine()

@@ -11,7 +11,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from lib.errors import HubError, InputError
-from lib.formatting import money, number, text, when
+from lib.formatting import money, number, outcome_label, text, when
 from lib.job_plans import get_plan, plan_for_run, why_unusable
 from lib.job_worker import APPLY, PREVIEW, latest_run, save_upload, start_job
 from lib.jobs.import_subscriptions import ImportSubscriptionsJob
@@ -23,8 +23,7 @@ from ui.session import hub_engine, page_actor
 
 KIND = ImportSubscriptionsJob.kind
 
-OUTCOME_LABELS = {"create": "Create", "update": "Update", "unchanged": "Unchanged", "skipped_locked": "Skipped (locked)",
-                  "unmatched": "Unmatched", "rejected": "Rejected"}
+OUTCOME_LABELS = {o: outcome_label(KIND, o) for o in OUTCOMES}  # the glossary's words
 COUNT_OF = {"create": "created", "update": "updated"}
 SHOWN_ROWS = 5000
 NOT_READ = -1
@@ -89,7 +88,7 @@ def _show_result(run: dict) -> None:
     n = {key: number(r.get(key, 0)) for key in ("created", "updated", "unchanged", "skipped_locked", "unmatched",
                                                   "rejected")}
     st.success(f"{head} as run {run['run_id']}: {n['created']} created, {n['updated']} updated, "
-               f"{n['unchanged']} unchanged, {n['skipped_locked']} skipped (locked), "
+               f"{n['unchanged']} unchanged, {n['skipped_locked']} locked, "
                f"{n['unmatched']} unmatched, {n['rejected']} rejected.")
     stats = st.columns(4)
     for col, (label, key) in zip(stats, [("Rows read", "rows"), ("Created", "created"), ("Updated", "updated"),

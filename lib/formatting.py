@@ -114,3 +114,9 @@ OUTCOME_WORDS: dict[str, dict[str, str]] = {
 def outcome_word(kind: str, outcome: str) -> str:
     """The glossary's word for `outcome` of a `kind` run ('ambiguous', 'fill CVR', …)."""
     return OUTCOME_WORDS.get(kind, {}).get(outcome, outcome.replace("_", " "))
+
+
+def outcome_label(kind: str, outcome: str) -> str:
+    """The glossary's word as a heading or metric label: first letter raised, the rest kept ('Fill CVR')."""
+    word = outcome_word(kind, outcome)
+    return word[:1].upper() + word[1:]

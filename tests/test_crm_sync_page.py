@@ -55,7 +55,7 @@ def test_preview_resolve_conflict_approve_and_apply(engine, simply):
     seed(engine)
     at = preview(app("app_pages/crm_sync.py").run())
     shown = texts(at)
-    assert "Preview: 4 Simply-CRM account(s)" in shown and "Conflicts=1" in shown and "Ambiguous=1" in shown
+    assert "Preview: 4 Simply-CRM account(s)" in shown and "Conflict=1" in shown and "Ambiguous=1" in shown
     assert "Write back" not in shown  # the write-back section needs CRM_WRITE_BACK
     table = at.dataframe[0].value
     assert set(table["outcome"]) == {"fill CVR", "conflict", "ambiguous", "unchanged"}

@@ -8,9 +8,10 @@ from sqlalchemy.engine import Engine
 
 from lib.cvr_lookup import AMBIGUOUS, FOUND, NOT_FOUND, CvrLookupPlan, CvrProposal, QuotaStatus, lookup_one
 from lib.errors import HubError
+from lib.formatting import outcome_word
 from lib.roles import Actor
 
-OUTCOME_LABELS = {FOUND: "found", AMBIGUOUS: "needs a person", NOT_FOUND: "not found"}
+OUTCOME_LABELS = {o: outcome_word("cvr-lookup", o) for o in (FOUND, AMBIGUOUS, NOT_FOUND)}  # the glossary's words
 
 
 def quota_text(status: QuotaStatus) -> str:
