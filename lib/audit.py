@@ -91,8 +91,6 @@ def delete_rows(conn: Connection, table: str, row_ids: list[int], *, run_id: int
     cols = ", ".join(("id",) + AUDITED_TABLES[table])
     select = text(f"SELECT {cols} FROM {table} WHERE id IN :ids").bindparams(bindparam("ids", expanding=True))
     delete = text(f"DELETE FROM {table} WHERE id IN :ids").bindparams(bindparam("ids", expanding=True))
-    log = text("INSERT INTO changes (run_id, table_name, row_id, action, field, old_value, new_value, changed_by, at) "
-               "VALUES (:run, :t, :row, 'delete', :f, :old, NULL, :u, :at)")
     deleted = 0
     for start in range(0, len(row_ids), batch):
         ids = row_ids[start:start + batch]
@@ -101,10 +99,24 @@ def delete_rows(conn: Connection, table: str, row_ids: list[int], *, run_id: int
             continue
         now = utcnow()
         conn.execute(delete, {"ids": [r["id"] for r in rows]})
-        conn.execute(log, [{"run": run_id, "t": table, "row": r["id"], "f": WHOLE_ROW, "u": user, "at": now,
-                            "old": encode_value({k: v for k, v in r.items() if k != "id"})} for r in rows])
+        entries = [(run_id, table, r["id"], "delete", WHOLE_ROW, encode_value({k: v for k, v in r.items() if k != "id"}),
+                    None, user, now) for r in rows]
+        _insert_changes(conn, entries)
         deleted += len(rows)
     return deleted
+
+
+def _insert_changes(conn: Connection, entries: list[tuple]) -> None:
+    """Audit entries (run_id, table_name, row_id, action, field, old_value, new_value, changed_by, at) in one
+    statement per batch: psycopg2's executemany would be a round trip per entry."""
+    columns = "run_id, table_name, row_id, action, field, old_value, new_value, changed_by, at"
+    if conn.dialect.name == "postgresql":
+        from psycopg2.extras import execute_values
+
+        with conn.connection.dbapi_connection.cursor() as cursor:
+            execute_values(cursor, f"INSERT INTO changes ({columns}) VALUES %s", entries, page_size=1000)
+        return
+    conn.exec_driver_sql(f"INSERT INTO changes ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", entries)
 
 
 def read_row(conn: Connection, table: str, row_id: int) -> dict | None:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import column, select, text
@@ -615,13 +616,21 @@ def _effects(changes: list[dict]) -> list[_RowEffect]:
     return list(rows.values())
 
 
+@lru_cache(maxsize=256)
+def _python_type(table: str, name: str) -> type | None:
+    """The column's Python type, or None for an audited table without typed metadata (compared as text)."""
+    try:
+        return _table(table).c[name].type.python_type
+    except NotImplementedError:
+        return None
+
+
 def _canon(table: str, name: str, value: Any) -> Any:
     """A value as its column holds it, so a JSON-logged value and a stored one compare by value."""
     if value is None:
         return None
-    try:
-        python_type = _table(table).c[name].type.python_type
-    except NotImplementedError:  # an audited table without typed metadata: compare as text
+    python_type = _python_type(table, name)
+    if python_type is None or python_type is str:
         return str(value)
     try:
         if python_type is bool:
@@ -679,6 +688,10 @@ def _undo_conflicts(conn: Connection, run_id: int, effects: list[_RowEffect], *,
                 value = old.get(name) if c["field"] == WHOLE_ROW and isinstance(old, dict) else old
                 entry = later.setdefault(key, {"first_old": value})
                 entry.update(run_id=c["run_id"], changed_by=c["changed_by"])
+    # A row the run inserted and nobody touched since holds what the run wrote: every write to an audited
+    # table is logged, so such a row needs no read (a 100k-row import's undo reads only the few touched rows).
+    touched = {(t, r) for t, r, _ in later}
+    effects = [e for e in effects if not (e.inserted and not e.deleted and (e.table, e.row_id) not in touched)]
     by_table: dict[str, list[int]] = {}
     for e in effects:
         by_table.setdefault(e.table, []).append(e.row_id)
