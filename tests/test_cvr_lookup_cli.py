@@ -71,13 +71,13 @@ def test_limit_and_human_output(db_url, customers, sim):
     assert "preview (nothing written" in done.stdout and "candidates: 2" in done.stdout
     assert sim.request_count == 2
     bad = cli("--limit", "0", "--json", env=service_env(sim, db_url))
-    assert bad.returncode == 2 and bad.stdout == "" and "--limit" in bad.stderr
+    assert bad.returncode == 2 and "--limit" in json.loads(bad.stdout)["error"] and "--limit" in bad.stderr
 
 
 def test_missing_user_agent_is_exit_2_before_any_request(db_url, customers, sim):
     env = service_env(sim, db_url) | {"CVR_USER_AGENT": ""}
     done = cli("--apply", "--json", env=env)
-    assert done.returncode == 2 and done.stdout == ""
+    assert done.returncode == 2 and "CVR_USER_AGENT" in json.loads(done.stdout)["error"]  # --json: one object
     assert len(done.stderr.strip().splitlines()) == 1 and "CVR_USER_AGENT" in done.stderr
     assert sim.request_count == 0
     generic = cli("--json", env=env | {"CVR_USER_AGENT": "python-requests/2.32.3"})
