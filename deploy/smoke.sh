@@ -88,7 +88,7 @@ print("   doctor --json:", ", ".join(f"{k} {v}" for k, v in checks.items()) or r
 bad = [k for k, v in checks.items() if k in ("database", "migrations") and v not in ("ok", True)]
 sys.exit(1 if bad else 0)
 PY
-docker cp tests/data/abonnementer-clean.xlsx "$("${COMPOSE[@]}" ps -q app | head -n 1)":/tmp/export.xlsx
+docker cp samples/abonnementer-demo.xlsx "$("${COMPOSE[@]}" ps -q app | head -n 1)":/tmp/export.xlsx
 "${COMPOSE[@]}" exec -T --index 1 app python manage.py import-subscriptions /tmp/export.xlsx --apply --json \
   >"$WORK/import.json" 2>"$WORK/import.log" || true
 python3 - "$WORK/import.json" <<'PY'
