@@ -362,6 +362,18 @@ def _update_in_batches(conn: Connection, updates: list[tuple[int, dict, dict]], 
         yield min(start + WRITE_BATCH, len(updates))
 
 
+def write_planned_chunk(conn: Connection, planned: list[PlannedRow], run: Run) -> tuple[int, int]:
+    """Write one planned chunk (creates by COPY, updates in batches) in the caller's transaction;
+    returns (created, updated)."""
+    creates = [i.values for i in planned if i.outcome == "create"]
+    if creates:
+        copy_insert_rows(conn, "subscriptions", creates, run_id=run.id, user=run.user)
+    updates = _updates(planned)
+    for _ in _update_in_batches(conn, updates, run_id=run.id, user=run.user):
+        pass
+    return len(creates), len(updates)
+
+
 def check_plan_current(engine: Engine, plan: ImportPlan) -> None:
     """PlanOutdated when customers or subscriptions changed since the preview (checked again while writing)."""
     with engine.connect() as conn:
@@ -472,15 +484,10 @@ def _one_pass_committing_chunks(engine: Engine, run, opened: OpenedExport, items
                 customers = CustomerIndex(conn)
                 planner = Planner(customers, SubscriptionIndex(conn), set(table.mapping))
             planned = planner.plan(chunk)
-            creates = [i.values for i in planned if i.outcome == "create"]
-            if creates:
-                copy_insert_rows(conn, "subscriptions", creates, run_id=run.id, user=run.user)
-            updates = _updates(planned)
-            for _ in _update_in_batches(conn, updates, run_id=run.id, user=run.user):
-                pass
+            created, updated = write_planned_chunk(conn, planned, run)
         items.extend(map(_kept, planned))
-        written["created"] += len(creates)
-        written["updated"] += len(updates)
+        written["created"] += created
+        written["updated"] += updated
         run.stats = {"file": opened.file_name, "sheet": table.sheet, "rows_committed": len(items), **written}
         report(len(items), f"{len(items):,} rows planned and committed: {written['created']:,} created, "
                            f"{written['updated']:,} updated")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from lib.bulk_copy import copy_insert_rows
 from lib.db import lost_connection, write_transaction
 from lib.errors import DatabaseLost
 from lib.import_report import error_report_csv, error_report_xlsx
@@ -29,9 +28,8 @@ from lib.subscription_import import (
     PlanOutdated,
     SubscriptionIndex,
     _snapshot,
-    _update_in_batches,
-    _updates,
     plan_import,
+    write_planned_chunk,
 )
 from lib.subscription_rows import SubscriptionRow, iter_rows, open_export, read_export
 
@@ -120,16 +118,11 @@ def import_in_chunks(engine: Engine, run: Run, opened, *, expected: tuple | None
                     customers = CustomerIndex(conn)
                     planner = Planner(customers, SubscriptionIndex(conn), set(table.mapping))
                 planned = planner.plan(chunk)
-                creates = [i.values for i in planned if i.outcome == "create"]
-                if creates:
-                    copy_insert_rows(conn, "subscriptions", creates, run_id=run.id, user=run.user)
-                updates = _updates(planned)
-                for _ in _update_in_batches(conn, updates, run_id=run.id, user=run.user):
-                    pass
+                created, updated = write_planned_chunk(conn, planned, run)
             rows.extend(chunk)
             items.extend(planned)
-            written["created"] += len(creates)
-            written["updated"] += len(updates)
+            written["created"] += created
+            written["updated"] += updated
             progress(len(items), total, f"{len(items):,} of {total:,} rows: {written['created']:,} created, "
                                         f"{written['updated']:,} updated")
     except RunCancelled as exc:
