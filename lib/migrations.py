@@ -258,6 +258,18 @@ def migrate(
     return applied
 
 
+def already_applied(conn: Connection, f: MigrationFile) -> bool:
+    """Whether another process applied `f` meanwhile (read under the migration lock); MigrationDrift when
+    the applied file's content differs from the file on disk."""
+    done = conn.execute(
+        text("SELECT checksum FROM module_migrations WHERE module = :m AND version = :v AND success"),
+        {"m": f.module, "v": f.version},
+    ).scalar()
+    if done is not None and done != f.checksum:
+        raise MigrationDrift(f"{f.module}: applied migration file {f.filename} changed since it was applied")
+    return done is not None
+
+
 def _apply_file(engine: Engine, f: MigrationFile, statements: list[str]) -> bool:
     """Run one file in one transaction; False when another process applied it meanwhile."""
     started = time.perf_counter()
@@ -265,13 +277,7 @@ def _apply_file(engine: Engine, f: MigrationFile, statements: list[str]) -> bool
     failure: Exception | None = None
     try:
         with _locked_transaction(engine) as conn:
-            done = conn.execute(
-                text("SELECT checksum FROM module_migrations WHERE module = :m AND version = :v AND success"),
-                {"m": f.module, "v": f.version},
-            ).scalar()
-            if done is not None:
-                if done != f.checksum:
-                    raise MigrationDrift(f"{f.module}: applied migration file {f.filename} changed since it was applied")
+            if already_applied(conn, f):
                 return False
             for number, statement in enumerate(statements, start=1):
                 current = f"statement {number} ({_short(statement)})"

@@ -25,6 +25,7 @@ from lib.migrations import (
     _now,
     _record_failure,
     _short,
+    already_applied,
     discover,
     ensure_history_table,
 )
@@ -86,13 +87,7 @@ def _apply_file(engine: Engine, f: MigrationFile, statements: list[str], sandbox
         with conn.begin():
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
-            done = conn.execute(
-                text("SELECT checksum FROM module_migrations WHERE module = :m AND version = :v AND success"),
-                {"m": f.module, "v": f.version},
-            ).scalar()
-            if done is not None:
-                if done != f.checksum:
-                    raise MigrationDrift(f"{f.module}: applied migration file {f.filename} changed since it was applied")
+            if already_applied(conn, f):
                 return False
             objects = _pg_objects if conn.dialect.name == "postgresql" else lambda c, _m: sqlite_objects(c)
             before = recorded_objects(conn, f.module) if conn.dialect.name == "postgresql" else objects(conn, f.module)
