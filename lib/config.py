@@ -138,6 +138,7 @@ class Settings:
     run_heartbeat_seconds: float = 5.0
     jobs_dir: str = "data/jobs"
     plan_ttl_minutes: int = 60
+    job_worker_nice: int = 10
 
     def masked(self) -> dict[str, str | None]:
         """All settings for display, with secrets replaced by a mask."""

@@ -240,6 +240,16 @@ def latest_run(engine: Engine, kind: str, *, dry_run: bool, user: str | None = N
     return _decode_run(dict(row)) if row else None
 
 
+def lower_priority() -> int:
+    """Run this worker JOB_WORKER_NICE steps below the server in CPU priority; returns the niceness now.
+
+    Called only at the worker's entry point (its own process): a preview or apply then takes the cores when
+    nobody's page needs them, and people's page loads come first when they do.
+    """
+    step = max(0, min(19, get_settings().job_worker_nice))
+    return os.nice(step)
+
+
 def main(argv: list[str] | None = None) -> int:
     from lib.db import open_database
     from lib.logging_setup import configure_logging
@@ -249,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m lib.job_worker RUN_ID", file=sys.stderr)
         return 2
     configure_logging()
+    lower_priority()
     status = execute(open_database(), int(args[0]))
     return 0 if status in ("succeeded", "cancelled") else 1
 

@@ -175,3 +175,16 @@ def test_cancel_command(engine, capsys):
     run.cancel("cancelled by cli")
     assert main(["cancel", str(run.id)]) == 2
     assert "is not running (status cancelled)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setting, expected_step", [("7", 7), ("0", 0), ("40", 19)])
+def test_the_worker_runs_below_the_server_in_cpu_priority(setting, expected_step):
+    """A worker lowers its own priority by JOB_WORKER_NICE (0-19) at its entry point; the server's stays."""
+    code = ("import os; base = os.nice(0); from lib.job_worker import lower_priority; lower_priority(); "
+            "print(base, os.nice(0))")
+    env = {**os.environ, "JOB_WORKER_NICE": setting, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    base, now = int(out[0]), int(out[1])
+    assert now == min(19, base + expected_step)
+    assert os.nice(0) == base  # this process (the server's stand-in) was not touched
