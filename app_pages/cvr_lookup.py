@@ -8,16 +8,16 @@ from lib.cvr_lookup import (
     NOT_FOUND,
     config_problem,
     count_missing_cvr,
-    make_client,
-    plan_cvr_lookup,
+    plan_from_stored,
     quota_status,
 )
 from lib.errors import HubError
 from lib.formatting import number
-from lib.job_worker import APPLY, latest_run, start_job
+from lib.job_plans import customers_fingerprint, get_plan, plan_for_run, why_unusable
+from lib.job_worker import APPLY, PREVIEW, latest_run, start_job
 from ui.cvr_widgets import OUTCOME_LABELS, approval_checkboxes, proposals_frame, quota_text
 from ui.job_progress import show_outcome, watch_run
-from ui.job_widgets import progress_reporter, run_link, show_counts, show_errors
+from ui.job_widgets import run_link, show_counts, show_errors
 from ui.session import hub_engine, page_actor
 
 PLAN, KIND = "cvr_plan", "cvr-lookup"
@@ -42,14 +42,6 @@ if applying and applying["status"] == "running":  # it runs in a worker process:
     st.subheader("Applying")
     watch_run(engine, applying["run_id"], me)
     st.stop()
-last = latest_run(engine, KIND, dry_run=False, user=me.email)
-if last and PLAN not in st.session_state:
-    done = "Applied as run" if last["status"] == "succeeded" else "Last apply: run"
-    st.subheader(f"{done} {last['run_id']} ({last['started_at']:%Y-%m-%d %H:%M} UTC)")
-    show_outcome(last)
-    show_counts(last["stats"], RESULT_KEYS)
-    show_errors(last["stats"])
-    run_link(last["run_id"])
 
 problem = config_problem()
 if problem:
@@ -57,14 +49,41 @@ if problem:
 limit = st.number_input("Consider at most this many customers (0 = all)", min_value=0, value=0, step=1,
                         key="cvr_limit", help="Customers never asked come first; cached answers cost nothing.")
 if st.button("Preview", type="primary", disabled=bool(problem), key="cvr_preview"):
-    report = progress_reporter("Looking up")
-    try:
-        with make_client(engine) as client:
-            st.session_state[PLAN] = plan_cvr_lookup(engine, client, limit=int(limit) or None, on_progress=report)
+    try:  # the lookups run in a worker process: they go on when this tab is closed
+        start_job(engine, KIND, PREVIEW, {"limit": int(limit) or None}, user=me.email, role=me.role)
     except HubError as exc:
         st.error(str(exc))
 
-plan = st.session_state.get(PLAN)
+# The newest preview and apply, from the database: coming back to the page shows them again.
+preview = latest_run(engine, KIND, dry_run=True, user=me.email)
+last = latest_run(engine, KIND, dry_run=False, user=me.email)
+plan, plan_id = None, None
+if preview and preview["status"] == "running":
+    st.subheader("Looking up at cvrapi.dk")
+    watch_run(engine, preview["run_id"], me)
+elif preview and (last is None or preview["run_id"] > last["run_id"]):
+    stored = plan_for_run(engine, preview["run_id"])
+    why = stored and why_unusable(stored, customers_fingerprint(engine))
+    if stored is None:
+        show_outcome(preview)
+    elif why:
+        st.info(f"The last preview can no longer be applied: {why}. Preview again.")
+    else:
+        cache = st.session_state.get(PLAN)
+        if cache is None or cache[0] != stored["id"]:
+            cache = (stored["id"], plan_from_stored(get_plan(engine, stored["id"])["plan"]))
+            st.session_state[PLAN] = cache
+        plan_id, plan = cache
+        st.caption(f"Preview {preview['run_id']} by {stored['created_by']} at {stored['created_at']:%H:%M} UTC; "
+                   f"it can be applied until {stored['expires_at']:%H:%M} UTC while the customers are unchanged.")
+elif last:
+    done = "Applied as run" if last["status"] == "succeeded" else "Last apply: run"
+    st.subheader(f"{done} {last['run_id']} ({last['started_at']:%Y-%m-%d %H:%M} UTC)")
+    show_outcome(last)
+    show_counts(last["stats"], RESULT_KEYS)
+    show_errors(last["stats"])
+    run_link(last["run_id"])
+
 if plan is None:
     st.stop()
 
@@ -85,11 +104,10 @@ approved = approval_checkboxes(plan)
 to_write = plan.count(FOUND) + len(approved)
 st.caption(f"Apply writes {to_write} CVR number(s): the {plan.count(FOUND)} found and {len(approved)} accepted.")
 if st.button("Apply", type="primary", disabled=to_write == 0, key="cvr_apply"):
-    try:  # the worker plans the same customers again (answers come from the cache) and writes
-        params = {"customer_ids": sorted({p.customer_id for p in plan.proposals})}
-        start_job(engine, KIND, APPLY, {"params": params, "approved": sorted(approved)}, user=me.email, role=me.role)
+    try:  # the worker writes the stored preview's proposals; it asks cvrapi.dk nothing
+        start_job(engine, KIND, APPLY, {"params": {"plan_id": plan_id}, "approved": sorted(approved)},
+                  user=me.email, role=me.role)
     except HubError as exc:
         st.error(str(exc))
     else:
-        st.session_state.pop(PLAN, None)
         st.rerun()

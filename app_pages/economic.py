@@ -3,18 +3,20 @@
 import pandas as pd
 import streamlit as st
 
+from lib.economic_client import EconomicClient
 from lib.economic_relink import (
     COUNT_KEYS,
     OUTCOMES,
     import_unlinked_customers,
-    preview_economic_relink,
+    plan_from_stored,
     preview_import,
 )
 from lib.errors import HubError
 from lib.formatting import OUTCOME_WORDS, number
-from lib.job_worker import APPLY, latest_run, start_job
+from lib.job_plans import customers_fingerprint, get_plan, plan_for_run, why_unusable
+from lib.job_worker import APPLY, PREVIEW, latest_run, start_job
 from ui.job_progress import show_outcome, watch_run
-from ui.job_widgets import progress_reporter, run_link, show_counts, show_errors
+from ui.job_widgets import run_link, show_counts, show_errors
 from ui.session import hub_engine, page_actor
 
 PLAN, APPROVED, IMPORT_RESULT = "economic_plan", "economic_approved", "economic_import_result"
@@ -29,11 +31,6 @@ st.caption("Links Hub customers to e-conomic customer numbers: CVR first, then n
            "a change of an existing link and an ambiguous match are written only when you approve the row.")
 
 
-def _forget_plan() -> None:
-    for key in (PLAN, APPROVED):
-        st.session_state.pop(key, None)
-
-
 applying = latest_run(engine, KIND, dry_run=False)
 if applying and applying["status"] == "running":  # it runs in a worker process: watch it from any tab
     st.subheader("Applying")
@@ -42,15 +39,34 @@ if applying and applying["status"] == "running":  # it runs in a worker process:
 
 if st.button("Preview", type="primary", key="economic_preview", help="Read every e-conomic customer and match"):
     st.session_state.pop(IMPORT_RESULT, None)
-    try:
-        plan = preview_economic_relink(engine, on_progress=progress_reporter("Reading e-conomic"))
-        _forget_plan()
-        st.session_state[PLAN] = plan
+    try:  # reading e-conomic runs in a worker process: it goes on when this tab is closed
+        EconomicClient.from_settings().close()  # a missing token is said here, before any worker starts
+        start_job(engine, KIND, PREVIEW, {}, user=me.email, role=me.role)
     except HubError as exc:
         st.error(str(exc))
 
+# The newest preview and apply, from the database: coming back to the page shows them again.
+preview = latest_run(engine, KIND, dry_run=True, user=me.email)
 last = latest_run(engine, KIND, dry_run=False, user=me.email)
-if last and PLAN not in st.session_state:
+plan, plan_id = None, None
+if preview and preview["status"] == "running":
+    st.subheader("Reading e-conomic")
+    watch_run(engine, preview["run_id"], me)
+elif preview and (last is None or preview["run_id"] > last["run_id"]):
+    stored = plan_for_run(engine, preview["run_id"])
+    why = stored and why_unusable(stored, customers_fingerprint(engine))
+    if stored is None:
+        show_outcome(preview)
+    elif why:
+        st.info(f"The last preview can no longer be applied: {why}. Preview again.")
+    else:
+        cache = st.session_state.get(PLAN)
+        if cache is None or cache[0] != stored["id"]:
+            cache = (stored["id"], plan_from_stored(get_plan(engine, stored["id"])["plan"]))
+            st.session_state[PLAN] = cache
+            st.session_state.pop(APPROVED, None)
+        plan_id, plan = cache
+elif last:
     result = last["stats"]
     show_outcome(last)
     if last["status"] == "succeeded":
@@ -65,9 +81,9 @@ if imported:
                f"{imported['skipped']} skipped.")
     show_errors(imported)
 
-plan = st.session_state.get(PLAN)
 if plan is None:
-    st.info("Press Preview to read e-conomic and see what would be linked. Nothing is written until you apply.")
+    if not (preview and preview["status"] == "running"):
+        st.info("Press Preview to read e-conomic and see what would be linked. Nothing is written until you apply.")
     st.stop()
 
 proposals = plan.by_key()
@@ -77,7 +93,8 @@ show_counts(counts, COUNT_KEYS)
 t = plan.timings
 st.caption(f"Read {number(plan.economic_customers)} e-conomic customers in {plan.requests} request(s) "
            f"({t['http_s']:.1f} s), matched in {t['matching_s']:.1f} s; preview from {plan.created_at:%Y-%m-%d %H:%M} "
-           "UTC. Counts are what Apply does with the rows approved now.")
+           f"UTC, can be applied until {stored['expires_at']:%H:%M} UTC while the Hub's customers are unchanged. "
+           "Counts are what Apply does with the rows approved now.")
 
 tab_proposals, tab_problems, tab_import = st.tabs(
     ["Proposals", f"Problems ({len(plan.problems)})", f"e-conomic customers without a Hub customer ({len(plan.without_hub)})"])
@@ -145,10 +162,9 @@ with tab_proposals:
     writes = plan.writes(approved)
     if st.button(f"Apply {len(writes)} link(s)", type="primary", key="economic_apply",
                  disabled=not writes):
-        try:  # the worker reads e-conomic again and writes the same proposals' links
-            start_job(engine, KIND, APPLY, {"params": {}, "approved": sorted(approved)}, user=me.email,
-                      role=me.role)
-            _forget_plan()
+        try:  # the worker writes the stored preview's links; it reads nothing from e-conomic
+            start_job(engine, KIND, APPLY, {"params": {"plan_id": plan_id}, "approved": sorted(approved)},
+                      user=me.email, role=me.role)
             st.rerun()
         except HubError as exc:
             st.error(str(exc))
@@ -173,7 +189,6 @@ with tab_import:
         if st.button("Create Hub customers", key="economic_import", disabled=not sure):
             try:
                 st.session_state[IMPORT_RESULT] = import_unlinked_customers(engine, plan, actor=me)
-                _forget_plan()
                 st.rerun()
             except HubError as exc:
                 st.error(str(exc))

@@ -97,6 +97,17 @@ class QuotaStatus:
         return 0 if self.exhausted_today else max(0, self.limit - self.used_today)
 
 
+def stored_plan(plan: CvrLookupPlan) -> dict:
+    """The plan as JSON-ready data, to keep a preview server-side (lib.job_plans)."""
+    return asdict(plan)
+
+
+def plan_from_stored(data: dict) -> CvrLookupPlan:
+    """The CvrLookupPlan `stored_plan` kept: the same proposals, keys and counts."""
+    proposals = [CvrProposal(**{**p, "reasons": tuple(p["reasons"])}) for p in data["proposals"]]
+    return CvrLookupPlan(**{**data, "proposals": proposals})
+
+
 # ---------------------------------------------------------------- client, quota, candidates
 
 def make_client(engine: Engine, settings: Settings | None = None) -> CvrClient:

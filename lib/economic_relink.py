@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import text
@@ -114,6 +114,27 @@ class EconomicRelinkPlan:
 
     def errors(self) -> list[dict]:
         return [{"customer_id": p["customer_id"], "message": p["message"]} for p in self.problems]
+
+
+def stored_plan(plan: EconomicRelinkPlan) -> dict:
+    """The plan as JSON-ready data, to keep a preview server-side (lib.job_plans); e-conomic's raw JSON is left out."""
+    return {**{k: getattr(plan, k) for k in ("hub_customers", "economic_customers", "problems", "requests",
+                                             "timings")},
+            "created_at": plan.created_at.isoformat(),
+            "proposals": [asdict(p) for p in plan.proposals],
+            "without_hub": [{k: v for k, v in asdict(c).items() if k != "raw"} for c in plan.without_hub]}
+
+
+def plan_from_stored(data: dict) -> EconomicRelinkPlan:
+    """The EconomicRelinkPlan `stored_plan` kept: the same proposals, keys and counts."""
+    proposals = [RelinkProposal(**{
+        **p, "reasons": tuple(p["reasons"]), "problems": tuple(p["problems"]),
+        "candidates": tuple(EconomicCandidate(**{**c, "reasons": tuple(c["reasons"])}) for c in p["candidates"]),
+    }) for p in data["proposals"]]
+    return EconomicRelinkPlan(
+        proposals=proposals, created_at=datetime.fromisoformat(data["created_at"]),
+        without_hub=[EconomicCustomer(**c) for c in data["without_hub"]],
+        **{k: data[k] for k in ("hub_customers", "economic_customers", "problems", "requests", "timings")})
 
 
 def _hub_rows(engine: Engine) -> list[dict]:

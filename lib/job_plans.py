@@ -68,6 +68,16 @@ def plan_for_run(engine: Engine, run_id: int) -> dict | None:
     return _decode(row, False) if row else None
 
 
+def customers_fingerprint(engine: Engine) -> str:
+    """What a plan that read the customers depends on: their count, newest id and last change.
+
+    Any customer added, deleted or edited since (by a person, an import, another job) changes it.
+    """
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT count(*), max(id), max(updated_at) FROM customers")).one()
+    return json.dumps([str(v) for v in row])
+
+
 def why_unusable(plan: dict, fingerprint: str | None) -> str | None:
     """Why the stored plan may not be applied any more, or None."""
     if plan["applied_run_id"]:
@@ -96,3 +106,16 @@ def delete_expired(engine: Engine, older_than: timedelta = timedelta(days=7)) ->
     with write_transaction(engine) as conn:
         return conn.execute(text("DELETE FROM job_plans WHERE expires_at < :t"),
                             {"t": utcnow() - older_than}).rowcount
+
+
+def take_plan(engine: Engine, plan_id: int, kind: str, *, fingerprint: str | None, run_id: int) -> dict:
+    """The body of stored preview `plan_id`, claimed for `run_id`: refused (PlanUnusable) when it is another
+    kind's, expired, applied already, or when the data it read changed (`fingerprint` differs)."""
+    stored = get_plan(engine, int(plan_id), with_plan=False)
+    if stored["kind"] != kind:
+        raise PlanUnusable(f"stored preview {plan_id} is a {stored['kind']} preview, not {kind}")
+    problem = why_unusable(stored, fingerprint)
+    if problem:
+        raise PlanUnusable(f"{problem}; preview again")
+    claim_plan(engine, stored["id"], run_id)
+    return get_plan(engine, stored["id"])["plan"]

@@ -71,6 +71,7 @@ def register(job: WorkerJob) -> WorkerJob:
 def worker_job(kind: str) -> WorkerJob:
     if not _JOBS:
         import lib.worker_jobs  # noqa: F401 - registers the core jobs
+        import lib.worker_jobs_services  # noqa: F401 - registers the previews that call outside services
     if kind in _JOBS:
         job = _JOBS[kind]
         if job.apply is None:  # applied by the job runner: the role is the job's own

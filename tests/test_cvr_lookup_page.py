@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from lib.audit import insert_rows
 from lib.customers import get_customer
 from lib.cvr import make_cvr
+from lib.job_plans import PlanUnusable
+from lib.job_worker import latest_run
+from lib.jobs import runner
+from lib.roles import Actor
+from lib.runs import list_runs
 from lib.sandbox import SANDBOX_USER_AGENT, CvrApiSimulator
 from tests.apptest import app, no_exception, texts
-from tests.jobs_wait import settle
+from tests.jobs_wait import settle, wait_for_jobs
+
+
+def stored_plans(engine) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(text("SELECT id, kind, applied_run_id FROM job_plans")).mappings()]
 
 
 @pytest.fixture
@@ -43,7 +54,8 @@ def test_preview_approve_apply(engine, sim):
     assert metric(at, "Customers without CVR") == "3"
     assert metric(at, "Lookups left today (as far as known)") == "50"
 
-    no_exception(at.button(key="cvr_preview").click().run())
+    at.button(key="cvr_preview").click().run()
+    no_exception(settle(at, engine))  # the lookups run in a worker process
     assert sim.request_count == 3
     assert metric(at, "Found") == "1" and metric(at, "Ambiguous") == "1"
     frame = at.dataframe[0].value
@@ -69,6 +81,7 @@ def test_unticked_ambiguous_is_not_applied(engine, sim):
     sure, doubt = add_customers(engine, [{"name": "Sikker Software ApS"}, {"name": "Tvivlsom Tømrer", "zip": "9000"}])
     at = no_exception(app("app_pages/cvr_lookup.py").run())
     at.button(key="cvr_preview").click().run()
+    settle(at, engine)
     at.button(key="cvr_apply").click().run()
     no_exception(settle(at, engine))
     assert get_customer(engine, sure)["cvr_number"] == make_cvr(401)
@@ -79,10 +92,45 @@ def test_quota_stop_is_shown(engine, sim):
     add_customers(engine, [{"name": "Sikker Software ApS"}, {"name": "Tvivlsom Tømrer"}])
     sim.quota = 1
     at = no_exception(app("app_pages/cvr_lookup.py").run())
-    no_exception(at.button(key="cvr_preview").click().run())
+    at.button(key="cvr_preview").click().run()
+    no_exception(settle(at, engine))
     assert "QUOTA_EXCEEDED" in texts(at) and metric(at, "Not asked") == "1"
     at = no_exception(app("app_pages/cvr_lookup.py").run())
     assert metric(at, "Lookups left today (as far as known)") == "0"
+
+
+def test_stored_preview_is_shown_again_approved_later_and_applied_once(engine, sim):
+    """A second session (another tab, or the same person later) sees the stored preview and applies it."""
+    sure, doubt = add_customers(engine, [{"name": "Sikker Software ApS"}, {"name": "Tvivlsom Tømrer", "zip": "9000"}])
+    first = app("app_pages/cvr_lookup.py").run()
+    first.button(key="cvr_preview").click().run()
+    wait_for_jobs(engine)
+    later = no_exception(app("app_pages/cvr_lookup.py").run())
+    assert "Apply writes 1 CVR number(s)" in texts(later) and sim.request_count == 2
+    later.checkbox(key=f"cvr_ok_{doubt}:{make_cvr(402)}").check().run()
+    later.button(key="cvr_apply").click().run()
+    no_exception(settle(later, engine))
+    assert metric(later, "Updated") == "2" and sim.request_count == 2  # the stored plan was written, nothing asked
+    assert get_customer(engine, doubt)["cvr_number"] == make_cvr(402)
+    (stored,) = stored_plans(engine)
+    assert stored["applied_run_id"] == latest_run(engine, "cvr-lookup", dry_run=False)["run_id"]
+    assert not [b for b in no_exception(first.run()).button if b.key == "cvr_apply"]  # applied: not offered again
+
+
+def test_preview_outdated_by_a_customer_change_is_refused(engine, sim):
+    sure, doubt = add_customers(engine, [{"name": "Sikker Software ApS"}, {"name": "Tvivlsom Tømrer", "zip": "9000"}])
+    at = app("app_pages/cvr_lookup.py").run()
+    at.button(key="cvr_preview").click().run()
+    settle(at, engine)
+    plan_id = stored_plans(engine)[0]["id"]
+    add_customers(engine, [{"name": "Ny Kunde ApS"}])
+    no_exception(at.run())
+    assert "can no longer be applied: the data this preview read has changed since" in texts(at)
+    assert not [b for b in at.button if b.key == "cvr_apply"]
+    with pytest.raises(PlanUnusable, match="changed since; preview again"):  # the apply checks it again itself
+        runner.apply("cvr-lookup", {"plan_id": plan_id}, (), Actor("ole@bmc.dk", "operator"), engine=engine)
+    assert get_customer(engine, sure)["cvr_number"] is None
+    assert list_runs(engine)[0]["status"] == "failed"
 
 
 def test_missing_user_agent_is_shown_and_preview_disabled(engine, monkeypatch, sim):

@@ -5,12 +5,21 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from lib.audit import insert_rows
+from lib.audit import insert_rows, update_row
 from lib.cvr import make_cvr
+from lib.job_plans import PlanUnusable
+from lib.job_worker import APPLY, latest_run, start_job
+from lib.jobs import runner
+from lib.roles import Actor
 from lib.runs import list_runs
 from lib.sandbox import EconomicSimulator, make_customer
 from tests.apptest import app, no_exception, signed_in, texts
 from tests.jobs_wait import settle
+
+
+def plan_ids(engine) -> list[int]:
+    with engine.connect() as conn:
+        return list(conn.execute(text("SELECT id FROM job_plans WHERE kind = 'economic-relink'")).scalars())
 
 PAGE = "app_pages/economic.py"
 
@@ -48,14 +57,15 @@ def numbers(engine) -> dict:
         return dict(conn.execute(text("SELECT id, economic_customer_number FROM customers")).all())
 
 
-def previewed():
+def previewed(engine):
     at = no_exception(app(PAGE).run())
     assert "Press Preview" in texts(at)
-    return no_exception(at.button(key="economic_preview").click().run())
+    at.button(key="economic_preview").click().run()
+    return no_exception(settle(at, engine))  # e-conomic is read in a worker process
 
 
 def test_preview_shows_counts_evidence_and_problems(engine, hub, sim):
-    at = previewed()
+    at = previewed(engine)
     shown = texts(at)
     assert "Linked=1" in shown and "Ambiguous=2" in shown and "Hub customers=3" in shown
     assert "1 request(s)" in shown
@@ -75,7 +85,7 @@ def test_preview_shows_counts_evidence_and_problems(engine, hub, sim):
 
 
 def test_approve_per_row_then_apply(engine, hub, sim):
-    at = previewed()
+    at = previewed(engine)
     assert at.button(key="economic_apply").label == "Apply 1 link(s)"
     at.multiselect(key="economic_approved").set_value([f"c{hub['delta']}"]).run()
     assert "Linked=2" in texts(at) and at.button(key="economic_apply").label == "Apply 2 link(s)"
@@ -87,7 +97,7 @@ def test_approve_per_row_then_apply(engine, hub, sim):
 
 
 def test_bulk_approve_and_clear(engine, hub, sim):
-    at = previewed()
+    at = previewed(engine)
     no_exception(at.button(key="economic_approve_shown").click().run())
     assert set(at.multiselect(key="economic_approved").value) == {f"c{hub['delta']}", f"c{hub['hotel']}"}
     no_exception(at.button(key="economic_clear").click().run())
@@ -95,13 +105,43 @@ def test_bulk_approve_and_clear(engine, hub, sim):
 
 
 def test_import_unlinked_customers_is_a_separate_confirmed_run(engine, hub, sim):
-    at = previewed()
+    at = previewed(engine)
     assert at.button(key="economic_import").disabled
     at.checkbox(key="economic_import_ok").check().run()
     no_exception(at.button(key="economic_import").click().run())
     assert "Created 1 Hub customer(s)" in texts(at)
+    assert "can no longer be applied: the data this preview read has changed since" in texts(at)
     assert 6 in numbers(engine).values()
     assert list_runs(engine)[0]["kind"] == "economic-import-customers"
+
+
+def test_stored_preview_is_applied_from_another_session_once(engine, hub, sim):
+    """Coming back (a new session) shows the stored preview; its apply reads nothing from e-conomic."""
+    previewed(engine)
+    later = no_exception(app(PAGE).run())
+    assert "Linked=1" in texts(later) and sim.request_count == 1
+    later.multiselect(key="economic_approved").set_value([f"c{hub['delta']}"]).run()
+    later.button(key="economic_apply").click().run()
+    no_exception(settle(later, engine))
+    assert "Applied as run" in texts(later) and sim.request_count == 1
+    assert numbers(engine) == {hub["alfa"]: 1, hub["hotel"]: None, hub["delta"]: 4}
+    (plan_id,) = plan_ids(engine)
+    with pytest.raises(PlanUnusable, match="was applied as run"):
+        runner.apply("economic-relink", {"plan_id": plan_id}, (), Actor("ole@bmc.dk", "operator"), engine=engine)
+
+
+def test_outdated_preview_is_refused_by_the_apply(engine, hub, sim):
+    """A Hub customer edited after the preview: the worker's apply refuses the plan and writes nothing."""
+    at = previewed(engine)
+    (plan_id,) = plan_ids(engine)
+    with engine.begin() as conn:
+        update_row(conn, "customers", hub["hotel"], {"zip": "9991"}, run_id=None, user="someone")
+    who = latest_run(engine, "economic-relink", dry_run=True)["triggered_by"]  # as if the page's Apply was pressed
+    start_job(engine, "economic-relink", APPLY, {"params": {"plan_id": plan_id}, "approved": []},
+              user=who, role="operator")
+    no_exception(settle(at, engine))
+    assert "failed: the data this preview read has changed since; preview again" in texts(at)
+    assert numbers(engine) == {hub["alfa"]: None, hub["hotel"]: None, hub["delta"]: 5}
 
 
 def test_missing_tokens_show_one_error(engine, hub, sim, monkeypatch):

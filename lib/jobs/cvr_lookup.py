@@ -19,10 +19,12 @@ from lib.cvr_lookup import (
     CvrProposal,
     make_client,
     plan_cvr_lookup,
+    plan_from_stored,
     public_proposal,
     why_not_writable,
 )
 from lib.errors import InputError, RowError
+from lib.job_plans import customers_fingerprint, take_plan
 from lib.jobs import runner
 from lib.jobs.contract import ApplyOutcome, Job, JobContext, Plan, ProgressCallback
 from lib.jobs.payload import job_payload
@@ -59,14 +61,22 @@ class CvrLookupJob(Job):
             raise InputError(f"--limit must be at least 1, got {args.limit}")
         return {"limit": args.limit}
 
-    def check(self, ctx: JobContext, *, limit: int | None = None, **_ignored) -> None:
+    def check(self, ctx: JobContext, *, limit: int | None = None, plan_id: int | None = None, **_ignored) -> None:
         if limit is not None and limit < 1:
             raise InputError(f"--limit must be at least 1, got {limit}")
-        if self.client is None:  # ConfigError (no CVR_USER_AGENT) before any run or request
+        if self.client is None and plan_id is None:  # ConfigError (no CVR_USER_AGENT) before any run or request
             self.client = ctx.closing(make_client(ctx.engine))
 
     def plan(self, ctx: JobContext, *, limit: int | None = None, customer_ids: Iterable[int] | None = None,
-             **_ignored) -> Plan:
+             plan_id: int | None = None, **_ignored) -> Plan:
+        """Ask cvrapi.dk (cache first); with `plan_id`, the stored preview instead (a page's worker apply),
+        refused when it expired, was applied, or the customers changed since."""
+        if plan_id is not None:
+            stored = take_plan(ctx.engine, plan_id, self.kind, fingerprint=customers_fingerprint(ctx.engine),
+                               run_id=ctx.run_id)
+            native = plan_from_stored(stored)
+            native.requests_made = 0  # this run asks nothing
+            return as_plan(native)
         self.check(ctx, limit=limit)
         client = self.client
         ids = None if customer_ids is None else sorted({int(i) for i in customer_ids})

@@ -19,9 +19,11 @@ from lib.economic_relink import (
     RelinkProposal,
     hub_customer_count,
     plan_economic_relink,
+    plan_from_stored,
     stopped_message,
 )
 from lib.errors import RowError, ServiceError
+from lib.job_plans import customers_fingerprint, take_plan
 from lib.jobs import runner
 from lib.jobs.contract import ApplyOutcome, Job, JobContext, Plan, ProgressCallback
 from lib.jobs.payload import job_payload
@@ -45,11 +47,19 @@ class EconomicRelinkJob(Job):
     def __init__(self, client: EconomicClient | None = None):
         self.client = client
 
-    def check(self, ctx: JobContext, **_params) -> None:
-        if self.client is None:  # ConfigError (missing tokens) before any request
+    def check(self, ctx: JobContext, *, plan_id: int | None = None, **_params) -> None:
+        if plan_id is not None:  # a stored preview: nothing is read from e-conomic, so it is read inside the run
+            self.plan_in_run = True
+        elif self.client is None:  # ConfigError (missing tokens) before any request
             self.client = ctx.closing(EconomicClient.from_settings())
 
-    def plan(self, ctx: JobContext, **_params) -> Plan:
+    def plan(self, ctx: JobContext, *, plan_id: int | None = None, **_params) -> Plan:
+        """Read e-conomic and match; with `plan_id`, the stored preview instead (a page's worker apply),
+        refused when it expired, was applied, or the Hub's customers changed since."""
+        if plan_id is not None:
+            stored = take_plan(ctx.engine, plan_id, self.kind, fingerprint=customers_fingerprint(ctx.engine),
+                               run_id=ctx.run_id)
+            return as_plan(plan_from_stored(stored))
         self.check(ctx)
         client = self.client
         read: list[EconomicCustomer] = []
@@ -111,6 +121,8 @@ class EconomicRelinkJob(Job):
                            **counts)
 
     def run_parameters(self, params: dict, plan: Plan | None, approved: set[str]) -> dict:
+        if plan is None:  # a stored preview, read inside the run
+            return {**params, "approved": sorted(approved)}
         native = plan.native
         return {"approved": sorted(approved), "planned_links": len(native.writes(approved)),
                 "plan_created_at": native.created_at, "economic_customers": native.economic_customers}

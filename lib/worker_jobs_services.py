@@ -1,0 +1,74 @@
+"""The previews of the jobs that call outside services, as the worker runs them: CVR lookup and e-conomic relink.
+
+Each asks its service (minutes at cvrapi.dk's or e-conomic's pace), stores the plan with a fingerprint of the
+Hub's customers (lib.job_plans) and ends. Their applies go through the job runner with the stored plan's id
+(`{"params": {"plan_id": N}}`): the job takes the plan it stored, refused when it expired, was applied, or the
+customers changed since, so what is written is what the person approved.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy.engine import Engine
+
+from lib.job_plans import customers_fingerprint, store_plan
+from lib.job_worker import Progress, WorkerJob, register
+from lib.runs import Run
+
+CVR_KIND, ECONOMIC_KIND = "cvr-lookup", "economic-relink"
+CANCEL_CHECK_SECONDS = 1.0
+
+
+def _watched(run: Run):
+    """A progress callback that also stops the preview (RunCancelled) soon after someone pressed Cancel."""
+    progress = Progress(run)
+    asked = [time.monotonic()]
+
+    def report(done: int, total: int, message: str = "") -> None:
+        progress(done, total, message)
+        if time.monotonic() - asked[0] >= CANCEL_CHECK_SECONDS:
+            asked[0] = time.monotonic()
+            progress.check_cancel()
+
+    return report
+
+
+def _store(engine: Engine, kind: str, run: Run, params: dict, summary: dict, plan: dict, fingerprint: str) -> dict:
+    plan_id = store_plan(engine, kind, run_id=run.id, user=run.user, parameters=params, summary=summary, plan=plan,
+                         fingerprint=fingerprint)
+    return {**summary, "plan_id": plan_id}
+
+
+def _cvr_preview(engine: Engine, run: Run, params: dict) -> dict:
+    from lib.cvr_lookup import AMBIGUOUS, FOUND, NOT_FOUND, make_client, plan_cvr_lookup, stored_plan
+
+    fingerprint = customers_fingerprint(engine)  # before reading: a change while it reads outdates the plan
+    limit = params.get("limit")
+    with make_client(engine) as client:
+        plan = plan_cvr_lookup(engine, client, limit=int(limit) if limit else None, on_progress=_watched(run))
+    summary = {"candidates": plan.candidates, "found": plan.count(FOUND), "ambiguous": plan.count(AMBIGUOUS),
+               "not_found": plan.count(NOT_FOUND), "not_asked": len(plan.not_asked), "requests": plan.requests_made,
+               "stopped": plan.stopped}
+    return _store(engine, CVR_KIND, run, params, summary, stored_plan(plan), fingerprint)
+
+
+def _economic_preview(engine: Engine, run: Run, params: dict) -> dict:
+    from lib.economic_client import PAGE_SIZE, EconomicClient, EconomicCustomer
+    from lib.economic_relink import plan_economic_relink, stopped_message, stored_plan
+    from lib.errors import ServiceError
+
+    fingerprint = customers_fingerprint(engine)
+    read: list[EconomicCustomer] = []
+    with EconomicClient.from_settings() as client:
+        try:
+            plan = plan_economic_relink(engine, client, on_progress=_watched(run), read=read)
+        except ServiceError as exc:  # the run is stopped with where it stopped; nothing stored
+            raise ServiceError(stopped_message(exc, len(read), client.page_size or PAGE_SIZE)) from exc
+    summary = {**plan.counts(), "requests": plan.requests, "problems": len(plan.problems)}
+    return _store(engine, ECONOMIC_KIND, run, params, summary, stored_plan(plan), fingerprint)
+
+
+# No apply step: the job runner applies the stored plan (lib/jobs/cvr_lookup.py, lib/jobs/economic_relink.py).
+register(WorkerJob(CVR_KIND, "operator", _cvr_preview, None))
+register(WorkerJob(ECONOMIC_KIND, "operator", _economic_preview, None))
