@@ -1,4 +1,5 @@
-"""Playwright in headless Chromium: preview the e-conomic relink against the simulator, approve in bulk, apply."""
+"""Playwright in headless Chromium: preview the e-conomic relink against the simulator in a worker process, leave
+the page while it reads, come back to the stored preview, approve in bulk, apply."""
 
 from __future__ import annotations
 
@@ -28,27 +29,38 @@ def sim(monkeypatch):
         yield s
 
 
-def test_preview_approve_all_and_apply(engine, sim, streamlit_server, browser_page):  # noqa: F811
+def nav(page, title: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
+    wait_idle(page)
+
+
+def test_preview_leave_come_back_approve_all_and_apply(engine, sim, monkeypatch, streamlit_server,  # noqa: F811
+                                                       browser_page):  # noqa: F811
     with engine.begin() as conn:
         ids = insert_rows(conn, "customers", [
             {"name": "Alfa ApS", "cvr_number": make_cvr(1), "economic_customer_number": None, "zip": None},
             {"name": "Delta Data", "cvr_number": make_cvr(4), "economic_customer_number": 5, "zip": None},
             {"name": "Hotel Havblik", "cvr_number": None, "economic_customer_number": None, "zip": "9990"},
         ], run_id=None, user="seed")
+    monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "120")  # the simulator is held while the test looks elsewhere
     page = browser_page(streamlit_server(), "economic")
     page.get_by_text("Press Preview").wait_for()
-    page.get_by_role("button", name="Preview").click()
-    wait_idle(page)
-    page.get_by_text("Apply 1 link(s)").wait_for()
-    assert sim.request_count == 1
+    with sim._lock:  # e-conomic answers nothing until the test has left the page and seen the progress
+        page.get_by_role("button", name="Preview").click()
+        page.get_by_text("Reading e-conomic").wait_for()
+        nav(page, "Runs")
+        page.get_by_test_id("stProgress").filter(has_text="(economic-relink").first.wait_for()
+    nav(page, "e-conomic")
+    page.get_by_text("Apply 1 link(s)").wait_for(timeout=60_000)  # the stored preview
+    assert sim.request_count == 1 and list_runs(engine)[0]["status"] == "succeeded"
     page.get_by_role("button", name="Approve all shown").click()
     wait_idle(page)
     page.get_by_text("Apply 3 link(s)").wait_for()
     page.get_by_role("button", name="Apply 3 link(s)").click()
-    wait_idle(page)
-    page.get_by_text("Applied as run").wait_for()
+    page.get_by_text("Applied as run").wait_for(timeout=60_000)
     with engine.connect() as conn:
         now = dict(conn.execute(text("SELECT id, economic_customer_number FROM customers")).all())
     assert now[ids[0]] == 1 and now[ids[1]] == 4 and now[ids[2]] in (2, 3)
-    assert list_runs(engine)[0]["kind"] == "economic-relink"
-    assert all(r.method == "GET" for r in sim.requests)
+    applied = list_runs(engine)[0]
+    assert (applied["kind"], applied["dry_run"], applied["status"]) == ("economic-relink", False, "succeeded")
+    assert sim.request_count == 1 and all(r.method == "GET" for r in sim.requests)  # the apply read nothing
