@@ -16,15 +16,12 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from lib.audit import insert_rows, utcnow
-from lib.db import write_transaction
+from lib.audit import utcnow
 from lib.economic_client import EconomicClient, EconomicCustomer
 from lib.errors import ServiceAuthError, ServiceError
 from lib.http_session import wait_message
-from lib.jobs import job_payload
 from lib.matching import MatchRecord, MatchResult, MatchSettings, match_records
-from lib.roles import Actor, require_role
-from lib.runs import ProgressCallback, job_run
+from lib.runs import ProgressCallback
 
 IMPORT_KIND = "economic-import-customers"
 COUNT_KEYS = ("hub_customers", "economic_customers", "linked", "changed", "unchanged", "ambiguous", "unmatched")
@@ -325,40 +322,10 @@ def preview_import(plan: EconomicRelinkPlan) -> list[dict]:
             for c in plan.without_hub]
 
 
-def import_unlinked_customers(engine: Engine, plan: EconomicRelinkPlan, *, actor: Actor,
-                              numbers: Iterable[int] | None = None) -> dict:
-    """Create Hub customers for e-conomic customers that have none (audited, one run, undo removes them).
+def import_unlinked_customers(engine: Engine, plan: EconomicRelinkPlan, **kwargs) -> dict:
+    """Create Hub customers for e-conomic customers that have none, as one run (undo removes them); a row whose
+    number or CVR a Hub customer holds by now is skipped and reported. See
+    lib.jobs.economic_relink.import_unlinked_customers."""
+    from lib.jobs.economic_relink import import_unlinked_customers as create
 
-    A row whose e-conomic number or CVR another Hub customer holds by now is skipped and reported.
-    """
-    require_role(actor.role, "operator", "create customers from e-conomic")
-    rows = preview_import(plan)
-    if numbers is not None:
-        wanted = set(numbers)
-        rows = [r for r in rows if r["economic_customer_number"] in wanted]
-    errors: list[dict] = []
-    with job_run(engine, IMPORT_KIND, user=actor.email, dry_run=False,
-                 parameters={"economic_numbers": [r["economic_customer_number"] for r in rows]}) as run:
-        with write_transaction(engine) as conn:
-            held = conn.execute(text("SELECT economic_customer_number, cvr_number FROM customers")).all()
-            numbers_held = {n for n, _ in held if n is not None}
-            cvrs_held = {c for _, c in held if c is not None}
-            fresh = []
-            for r in rows:
-                if r["economic_customer_number"] in numbers_held:
-                    errors.append({"row": r["economic_customer_number"], "message": "skipped: a Hub customer "
-                                   "already holds this e-conomic number"})
-                    continue
-                if r["cvr_number"] in cvrs_held:
-                    errors.append({"row": r["economic_customer_number"], "message": f"skipped: a Hub customer "
-                                   f"already has CVR {r['cvr_number']}"})
-                    continue
-                if r["cvr_number"]:
-                    cvrs_held.add(r["cvr_number"])
-                numbers_held.add(r["economic_customer_number"])
-                fresh.append({**r, "name": r["name"] or f"e-conomic customer {r['economic_customer_number']}"})
-            insert_rows(conn, "customers", fresh, run_id=run.id, user=actor.email)
-        payload = job_payload(run_id=run.id, dry_run=False, errors=errors, created=len(fresh),
-                              skipped=len(rows) - len(fresh))
-        run.finish({"created": len(fresh), "skipped": len(rows) - len(fresh)})
-    return payload
+    return create(engine, plan, **kwargs)

@@ -246,9 +246,15 @@ def test_import_customers_without_hub_customer(engine, sim):
     with client_for(sim) as c:
         plan = plan_economic_relink(engine, c)
     assert {r["economic_customer_number"] for r in preview_import(plan)} == {7, 12}
-    payload = import_unlinked_customers(engine, plan, actor=ADMIN, numbers=[12])
-    assert payload["created"] == 1 and list_runs(engine)[0]["kind"] == "economic-import-customers"
-    assert 12 in links(engine).values() and len(links(engine)) == len(ids) + 1
+    seed_hub(engine, [{"name": "Kilo Kaffe", "cvr_number": make_cvr(107)}])  # 7's CVR is held by now
+    payload = import_unlinked_customers(engine, plan, actor=ADMIN, numbers=[7, 12])
+    assert (payload["created"], payload["skipped"]) == (1, 1)
+    assert payload["errors"] == [{"row": 7, "message": f"skipped: a Hub customer already has CVR {make_cvr(107)}"}]
+    run = list_runs(engine)[0]  # through the job runner: a closed run with its counts and progress
+    assert (run["kind"], run["status"], run["stats"]) == ("economic-import-customers", "succeeded",
+                                                          {"created": 1, "skipped": 1})
+    assert (run["progress_done"], run["progress_total"]) == (2, 2)
+    assert 12 in links(engine).values() and len(links(engine)) == len(ids) + 2
     undo_run(engine, payload["run_id"], user=ADMIN.email)
     assert 12 not in links(engine).values()
 

@@ -7,19 +7,22 @@ since the preview, or a number another customer holds by now, is skipped and rep
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from lib.audit import update_row
+from lib.audit import insert_rows, update_row
 from lib.economic_client import PAGE_SIZE, EconomicClient, EconomicCustomer
 from lib.economic_relink import (
     COUNT_KEYS,
+    IMPORT_KIND,
     EconomicRelinkPlan,
     RelinkProposal,
     hub_customer_count,
     plan_economic_relink,
     plan_from_stored,
+    preview_import,
     stopped_message,
 )
 from lib.errors import RowError, ServiceError
@@ -147,3 +150,63 @@ def apply_economic_relink(engine: Engine, plan: EconomicRelinkPlan, *, actor: Ac
     """Write a preview's automatic proposals plus the approved ones in one run (audited); the payload."""
     return runner.apply(EconomicRelinkJob.kind, {}, approved, actor, plan=as_plan(plan), engine=engine,
                         on_progress=on_progress, job=EconomicRelinkJob())[1]
+
+
+# --- creating Hub customers for e-conomic customers that have none (the page's third tab) ---------------------
+
+@dataclass(frozen=True)
+class NewCustomer:
+    """One Hub customer to create from an e-conomic customer no Hub customer holds or resembles."""
+
+    key: str  # "e<e-conomic number>"
+    row: int  # the e-conomic customer number: what an error row names
+    values: dict
+
+
+class EconomicImportCustomersJob(Job):
+    """A side job of the relink (no command of its own): one run, one audited insert per customer, each in its
+    savepoint, so a number or CVR a Hub customer holds by now skips that row only."""
+
+    kind = IMPORT_KIND
+    title = "Create Hub customers from e-conomic"
+    action = "create customers from e-conomic"
+    count_keys = ("created", "skipped")
+    key_field = "row"
+
+    def write_row(self, ctx: JobContext, conn: Connection, p: NewCustomer, outcome: ApplyOutcome) -> None:
+        if conn.execute(text("SELECT 1 FROM customers WHERE economic_customer_number = :n"), {"n": p.row}).first():
+            raise RowError("skipped: a Hub customer already holds this e-conomic number", key=p.row)
+        cvr = p.values["cvr_number"]
+        taken: set[str] = outcome.state.setdefault("cvrs", set())  # a preview inserts nothing, so it remembers
+        if cvr and (cvr in taken or conn.execute(text("SELECT 1 FROM customers WHERE cvr_number = :c"),
+                                                 {"c": cvr}).first()):
+            raise RowError(f"skipped: a Hub customer already has CVR {cvr}", key=p.row)
+        if not ctx.dry_run:
+            insert_rows(conn, "customers", [p.values], run_id=ctx.run_id, user=ctx.user)
+        if cvr:
+            taken.add(cvr)
+
+    def payload(self, ctx: JobContext, plan: Plan, approved: set[str], outcome: ApplyOutcome) -> dict:
+        created = len(outcome.written)
+        return job_payload(run_id=ctx.run_id, dry_run=ctx.dry_run, errors=outcome.errors, created=created,
+                           skipped=len(plan.proposals) - created)
+
+    def run_parameters(self, params: dict, plan: Plan | None, approved: set[str]) -> dict:
+        return {"economic_numbers": [p.row for p in plan.proposals]}
+
+
+def import_unlinked_customers(engine: Engine, plan: EconomicRelinkPlan, *, actor: Actor,
+                              numbers: Iterable[int] | None = None,
+                              on_progress: ProgressCallback | None = None) -> dict:
+    """Create Hub customers for the plan's e-conomic customers that have none (or only `numbers`), as one run of
+    kind `economic-import-customers` through the job runner (role, lock, progress, closed on every path)."""
+    rows = preview_import(plan)
+    if numbers is not None:
+        wanted = set(numbers)
+        rows = [r for r in rows if r["economic_customer_number"] in wanted]
+    proposals = [NewCustomer(f"e{r['economic_customer_number']}", r["economic_customer_number"],
+                             {**r, "name": r["name"] or f"e-conomic customer {r['economic_customer_number']}"})
+                 for r in rows]
+    job = EconomicImportCustomersJob()
+    return runner.apply(job.kind, {}, (), actor, plan=Plan(job.kind, {}, proposals, plan), engine=engine,
+                        on_progress=on_progress, job=job)[1]
