@@ -18,12 +18,11 @@ from sqlalchemy.engine import Engine
 
 from lib.config import Settings, get_settings
 from lib.cvr import normalize_cvr
-from lib.errors import ConfigError, InputError, RowError, ServiceError
+from lib.errors import ConfigError, InputError, ServiceError
 from lib.http_session import wait_message
 from lib.jobs import job_payload
 from lib.matching import MatchRecord, MatchResult, match_records
 from lib.roles import Actor, require_role
-from lib.runs import job_run
 from lib.vtiger_client import LABELS, CrmAccount, VtigerClient
 
 KIND = "crm-sync"
@@ -500,49 +499,8 @@ def write_back_preview(plan: WriteBackPlan) -> dict:
 
 def apply_crm_write_back(engine: Engine, client: VtigerClient, plan: WriteBackPlan, *, actor: Actor,
                          approved: Iterable[str] | None = None, on_progress: ProgressCallback | None = None) -> dict:
-    """Write the CVRs into the CRM (revise on vTiger; retrieve + full update on Simply-CRM) as one run.
+    """Write the CVRs into the CRM (revise on vTiger; retrieve + full update on Simply-CRM) as one run of kind
+    `crm-write-back`; see lib.jobs.crm_sync.apply_crm_write_back."""
+    from lib.jobs.crm_sync import apply_crm_write_back as write
 
-    Each account is retrieved first and skipped when its CVR field is no longer empty. A service failure stops the
-    run; what was written stays written and is listed in the run's stats (the Hub cannot undo CRM writes).
-    """
-    _require_write_back(actor, True)
-    keys = None if approved is None else set(approved)
-    chosen = [p for p in plan.proposals if keys is None or p.key in keys]
-    errors = list(plan.errors)
-    written: list[str] = []
-    skipped = 0
-    stopped: str | None = None
-    parameters = {"source": plan.source, "cvr_field": plan.cvr_field, "accounts": len(chosen)}
-    with job_run(engine, WRITE_BACK_KIND, user=actor.email, dry_run=False, parameters=parameters,
-                 on_progress=on_progress) as run:
-        done = 0
-        client.session.on_wait = lambda seconds, service: run.progress(done, len(chosen), wait_message(seconds, service))
-        for i, p in enumerate(chosen):
-            done = i
-            try:
-                current = client.retrieve(p.account_id)
-                if str(current.get(plan.cvr_field) or "").strip():
-                    skipped += 1
-                    errors.append({"account_id": p.account_id, "customer_id": p.customer_id,
-                                   "message": f"{p.account_name}: the CRM field now holds "
-                                              f"{current.get(plan.cvr_field)!r}; left as it is"})
-                    continue
-                client.update_fields(p.account_id, {plan.cvr_field: p.cvr})
-                written.append(p.account_id)
-            except RowError as exc:  # this account only (deleted or hidden in the CRM): report it, go on
-                errors.append({"account_id": p.account_id, "customer_id": p.customer_id,
-                               "message": f"{p.account_name}: {exc}; nothing written"})
-            except ServiceError as exc:
-                stopped = f"{exc} (after writing {len(written)} of {len(chosen)} account(s))"
-                break
-            if (i + 1) % 20 == 0 or i + 1 == len(chosen):
-                run.progress(i + 1, len(chosen), f"writing to {client.label}")
-        payload = job_payload(run_id=run.id, dry_run=False, errors=errors, stopped=stopped, source=plan.source,
-                              cvr_field=plan.cvr_field, proposed=len(plan.proposals), written=len(written),
-                              skipped=skipped)
-        stats = {"source": plan.source, "written": len(written), "skipped": skipped, "accounts_written": written[:1000]}
-        if stopped:
-            run.stop(stopped, stats)
-        else:
-            run.finish(stats)
-    return payload
+    return write(engine, client, plan, actor=actor, approved=approved, on_progress=on_progress)

@@ -287,6 +287,26 @@ def test_write_back_fills_empty_crm_field(engine, sim, monkeypatch):
     assert get_run(engine, done["run_id"])["kind"] == "crm-write-back"
 
 
+def test_write_back_stopped_by_an_outage_keeps_what_was_written_and_closes_its_run(engine, sim, monkeypatch):
+    """The write-back goes through the job runner: a service failure after the first account ends the run as
+    `stopped` with what was written, its lock released and its progress on the run."""
+    monkeypatch.setenv("CRM_WRITE_BACK", "true")
+    col = f"{source_of(sim)}_account_id"
+    sim.accounts = [make_account(i, f"Konto {i} ApS", cvr="") for i in (1, 2, 3)]
+    add_customers(engine, [{"name": f"Konto {i} ApS", "cvr_number": make_cvr(i), col: f"11x{i}"} for i in (1, 2, 3)])
+    with client_for(sim) as client:
+        wb = plan_crm_write_back(engine, client, sync_plan=plan_crm_sync(engine, client))
+        sim.inject(500, times=5, when=lambda r: r.label in ("revise", "update") and "11x2" in r.form.get("element", ""))
+        done = apply_crm_write_back(engine, client, wb, actor=ADMIN)
+    assert done["written"] == 1 and "after writing 1 of 3 account(s)" in done["stopped"]
+    assert [a["cf_853"] for a in sim.accounts] == [make_cvr(1), "", ""]
+    run = get_run(engine, done["run_id"])
+    assert (run["kind"], run["status"]) == ("crm-write-back", "stopped") and "after writing 1 of 3" in run["error"]
+    assert run["stats"]["accounts_written"] == ["11x1"] and run["progress_total"] == 3
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM run_locks")).scalar_one() == 0
+
+
 def test_run_crm_sync_write_back_refused_when_off(engine, sim):
     with client_for(sim) as client, pytest.raises(ConfigError):
         run_crm_sync(engine, source=source_of(sim), apply=False, actor=ADMIN, client=client, write_back=True)

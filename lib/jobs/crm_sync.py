@@ -16,19 +16,22 @@ from lib.crm_sync import (
     CHUNK,
     COUNT_KEYS,
     SOURCES,
+    WRITE_BACK_KIND,
     CrmProposal,
     CrmSyncPlan,
+    WriteBackPlan,
+    WriteBackProposal,
     _counts,
     _is_chosen,
     _require_write_back,
-    apply_crm_write_back,
     id_column,
     open_client,
     plan_crm_sync,
     plan_crm_write_back,
     write_back_preview,
 )
-from lib.errors import RowError
+from lib.errors import RowError, ServiceError
+from lib.http_session import wait_message
 from lib.jobs import runner
 from lib.jobs.contract import ApplyOutcome, Job, JobContext, Plan, ProgressCallback
 from lib.jobs.payload import job_payload
@@ -190,3 +193,81 @@ def apply_crm_sync(engine: Engine, plan: CrmSyncPlan, *, actor: Actor, approved:
     conflict: take the CRM's CVR) as one `crm-sync` run; each row re-checked in its own savepoint."""
     return runner.apply(CrmSyncJob.kind, {"source": plan.source}, approved, actor, plan=as_plan(plan),
                         engine=engine, on_progress=on_progress, job=CrmSyncJob())[1]
+
+
+# --- the write-back: filling the CRM's empty CVR fields from the Hub --------------------------------------------
+
+class CrmWriteBackJob(Job):
+    """A side job of the CRM sync (its `--write-back`; no command of its own): one run that writes to the CRM,
+    account by account, with progress and Cancel between accounts. Each account is retrieved first and left as it
+    is when its CVR field is no longer empty; an account the CRM no longer has is reported and skipped; a service
+    failure stops the run (what was written stays written; the Hub cannot undo CRM writes)."""
+
+    kind = WRITE_BACK_KIND
+    title = "CRM write-back"
+    action = "write CVR numbers to the CRM"
+    count_keys = ("source", "cvr_field", "proposed", "written", "skipped")
+    key_field = "account_id"
+
+    def __init__(self, client: VtigerClient | None = None):
+        self.client = client
+        self.accounts_written: list[str] = []
+
+    def error_keys(self, p: WriteBackProposal) -> dict:
+        return {"account_id": p.account_id, "customer_id": p.customer_id}
+
+    def keys_of_key(self, key: str) -> dict:
+        return {"account_id": key.split(":")[1] if key.count(":") == 2 else key, "customer_id": None}
+
+    def apply(self, ctx: JobContext, plan: Plan, approved: set[str], outcome: ApplyOutcome) -> None:
+        wb: WriteBackPlan = plan.native
+        client, chosen, done = self.client, plan.proposals, [0]
+        client.session.on_wait = lambda seconds, service: ctx.progress(done[0], len(chosen),
+                                                                       wait_message(seconds, service))
+        ctx.progress(0, len(chosen), f"writing to {client.label}")
+        for i, p in enumerate(chosen):
+            ctx.check_cancel()
+            done[0] = i
+            try:
+                current = client.retrieve(p.account_id)
+                if str(current.get(wb.cvr_field) or "").strip():
+                    outcome.state["skipped"] = outcome.state.get("skipped", 0) + 1
+                    outcome.error(f"{p.account_name}: the CRM field now holds {current.get(wb.cvr_field)!r}; left as "
+                                  "it is", **self.error_keys(p))
+                    continue
+                client.update_fields(p.account_id, {wb.cvr_field: p.cvr})
+            except RowError as exc:  # this account only (deleted or hidden in the CRM): report it, go on
+                outcome.error(f"{p.account_name}: {exc}; nothing written", **self.error_keys(p))
+                continue
+            except ServiceError as exc:  # the runner stops the run with this reason; the written accounts stay
+                plan.stopped = f"{exc} (after writing {len(outcome.written)} of {len(chosen)} account(s))"
+                break
+            outcome.written.append(p.key)
+            self.accounts_written.append(p.account_id)
+            ctx.progress(i + 1, len(chosen), f"writing to {client.label}")
+
+    def payload(self, ctx: JobContext, plan: Plan, approved: set[str], outcome: ApplyOutcome) -> dict:
+        wb: WriteBackPlan = plan.native
+        return job_payload(run_id=ctx.run_id, dry_run=ctx.dry_run, errors=list(wb.errors) + outcome.errors,
+                           stopped=plan.stopped, source=wb.source, cvr_field=wb.cvr_field,
+                           proposed=len(wb.proposals), written=len(outcome.written),
+                           skipped=outcome.state.get("skipped", 0))
+
+    def stats(self, payload: dict, plan: Plan) -> dict:
+        return {"source": payload["source"], "written": payload["written"], "skipped": payload["skipped"],
+                "accounts_written": self.accounts_written[:1000]}
+
+    def run_parameters(self, params: dict, plan: Plan | None, approved: set[str]) -> dict:
+        return {"source": plan.native.source, "cvr_field": plan.native.cvr_field, "accounts": len(plan.proposals)}
+
+
+def apply_crm_write_back(engine: Engine, client: VtigerClient, plan: WriteBackPlan, *, actor: Actor,
+                         approved: Iterable[str] | None = None, on_progress: ProgressCallback | None = None) -> dict:
+    """Write the chosen proposals (all, or those whose key is in `approved`) into the CRM as one run through the
+    job runner (role, per-kind lock, progress, Cancel, closed on every path); the payload."""
+    _require_write_back(None, False)  # switched off says so first, whoever asks
+    keys = None if approved is None else set(approved)
+    chosen = [p for p in plan.proposals if keys is None or p.key in keys]
+    job = CrmWriteBackJob(client)
+    return runner.apply(job.kind, {}, keys or (), actor, plan=Plan(job.kind, {}, chosen, plan), engine=engine,
+                        on_progress=on_progress, job=job)[1]
