@@ -15,6 +15,7 @@ from lib.errors import HubError
 from lib.formatting import number
 from lib.job_plans import customers_fingerprint, get_plan, plan_for_run, why_unusable
 from lib.job_worker import APPLY, PREVIEW, latest_run, start_job
+from lib.worker_jobs_services import register_steps
 from ui.cvr_widgets import OUTCOME_LABELS, approval_checkboxes, proposals_frame, quota_text
 from ui.job_progress import show_outcome, watch_run
 from ui.job_widgets import run_link, show_counts, show_errors
@@ -24,6 +25,7 @@ PLAN, KIND = "cvr_plan", "cvr-lookup"
 PLAN_KEYS = ("candidates", "found", "ambiguous", "not_found", "not_asked")
 RESULT_KEYS = ("candidates", "found", "updated", "ambiguous", "not_found")
 
+register_steps()  # the worker steps start_job looks up, in this server process too
 me = page_actor("operator")
 engine = hub_engine()
 st.title("CVR lookup")

@@ -15,6 +15,7 @@ from lib.errors import HubError
 from lib.formatting import OUTCOME_WORDS, number
 from lib.job_plans import customers_fingerprint, get_plan, plan_for_run, why_unusable
 from lib.job_worker import APPLY, PREVIEW, latest_run, start_job
+from lib.worker_jobs_services import register_steps
 from ui.job_progress import show_outcome, watch_run
 from ui.job_widgets import run_link, show_counts, show_errors
 from ui.session import hub_engine, page_actor
@@ -23,6 +24,7 @@ PLAN, APPROVED, IMPORT_RESULT = "economic_plan", "economic_approved", "economic_
 KIND = "economic-relink"
 OUTCOME_LABELS = OUTCOME_WORDS[KIND]  # the glossary's words
 
+register_steps()  # the worker steps start_job looks up, in this server process too
 me = page_actor("operator")
 engine = hub_engine()
 st.title("e-conomic")

@@ -69,6 +69,11 @@ def _economic_preview(engine: Engine, run: Run, params: dict) -> dict:
     return _store(engine, ECONOMIC_KIND, run, params, summary, stored_plan(plan), fingerprint)
 
 
-# No apply step: the job runner applies the stored plan (lib/jobs/cvr_lookup.py, lib/jobs/economic_relink.py).
-register(WorkerJob(CVR_KIND, "operator", _cvr_preview, None))
-register(WorkerJob(ECONOMIC_KIND, "operator", _economic_preview, None))
+def register_steps() -> None:
+    """Register the previews (again: idempotent). No apply step: the job runner applies the stored plan
+    (lib/jobs/cvr_lookup.py, lib/jobs/economic_relink.py)."""
+    register(WorkerJob(CVR_KIND, "operator", _cvr_preview, None))
+    register(WorkerJob(ECONOMIC_KIND, "operator", _economic_preview, None))
+
+
+register_steps()
