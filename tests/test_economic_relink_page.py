@@ -144,6 +144,15 @@ def test_outdated_preview_is_refused_by_the_apply(engine, hub, sim):
     assert numbers(engine) == {hub["alfa"]: None, hub["hotel"]: None, hub["delta"]: 5}
 
 
+def test_refused_tokens_stop_the_preview_and_say_so(engine, hub, sim, monkeypatch):
+    monkeypatch.setenv("ECONOMIC_APP_SECRET_TOKEN", "wrong-secret")
+    at = previewed(engine)
+    shown = texts(at)
+    assert "stopped early" in shown and "check ECONOMIC_APP_SECRET_TOKEN" in shown
+    assert "What was written" not in shown  # a preview writes nothing
+    assert not [b for b in at.button if b.key == "economic_apply"]
+
+
 def test_missing_tokens_show_one_error(engine, hub, sim, monkeypatch):
     monkeypatch.delenv("ECONOMIC_AGREEMENT_GRANT_TOKEN")
     at = no_exception(app(PAGE).run())

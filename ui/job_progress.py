@@ -61,6 +61,8 @@ def show_outcome(run: dict) -> None:
         return
     if status == "cancelled":
         st.warning(f"Run {run['run_id']} was {error or 'cancelled'}.")
+    elif status == "stopped" and run["dry_run"]:  # a preview writes nothing: there is nothing to keep
+        st.error(f"Preview {run['run_id']} stopped early: {error}.")
     elif status == "stopped":
         st.error(f"Run {run['run_id']} stopped early: {error}. What was written before is kept.")
     elif status == "stale":
