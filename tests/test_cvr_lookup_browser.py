@@ -32,7 +32,7 @@ def test_preview_leave_come_back_accept_apply(engine, monkeypatch, streamlit_ser
         page = browser_page(streamlit_server(), "cvr_lookup")
         page.get_by_text("Customers without CVR").wait_for()
 
-        with sim._lock:  # the simulator answers nothing until the test has left the page and seen the progress
+        with sim.paused():  # the simulator answers nothing until the test has left the page and seen the progress
             page.get_by_role("button", name="Preview").click()
             page.get_by_text("Looking up at cvrapi.dk").wait_for()
             nav(page, "Runs")

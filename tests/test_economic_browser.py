@@ -45,7 +45,7 @@ def test_preview_leave_come_back_approve_all_and_apply(engine, sim, monkeypatch,
     monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "120")  # the simulator is held while the test looks elsewhere
     page = browser_page(streamlit_server(), "economic")
     page.get_by_text("Press Preview").wait_for()
-    with sim._lock:  # e-conomic answers nothing until the test has left the page and seen the progress
+    with sim.paused():  # e-conomic answers nothing until the test has left the page and seen the progress
         page.get_by_role("button", name="Preview").click()
         page.get_by_text("Reading e-conomic").wait_for()
         nav(page, "Runs")

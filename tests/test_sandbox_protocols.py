@@ -6,6 +6,7 @@ A wrong simulator would hide a wrong client, so these tests talk HTTP directly.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 import requests
@@ -390,3 +391,16 @@ def test_latency_knob():
         started = time.monotonic()
         requests.get(s.url + "/self")
         assert time.monotonic() - started >= 0.3
+
+
+def test_paused_holds_answers_until_the_block_ends(cvr):
+    """`paused()` is the public way to hold a simulator: a request waits, uncounted, and is answered after."""
+    number = make_cvr(7)
+    cvr.add_company(number, "Pause ApS")
+    with ThreadPoolExecutor(1) as pool:
+        with cvr.paused():
+            asked = pool.submit(_cvr_get, cvr, vat=number)
+            done, _ = wait([asked], timeout=0.5)
+            assert not done and cvr.request_count == 0
+        assert asked.result(timeout=10).json()["name"] == "Pause ApS"
+    assert cvr.request_count == 1

@@ -6,7 +6,8 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -106,7 +107,8 @@ class Simulator:
     Runtime knobs shared by all simulators:
     - `latency` seconds added before every answer;
     - `inject(status, times=1, retry_after=None, when=None)` queues a failure;
-    - `requests` (every request seen), `counts` (per endpoint label), `request_count`.
+    - `requests` (every request seen), `counts` (per endpoint label), `request_count`;
+    - `with sim.paused():` holds every answer until the block ends (a test looks elsewhere meanwhile).
     """
 
     name = "simulator"
@@ -120,6 +122,8 @@ class Simulator:
         self.requests: list[SimRequest] = []
         self.counts: Counter[str] = Counter()
         self._lock = threading.RLock()
+        self._answering = threading.Condition()
+        self._pauses = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -153,6 +157,25 @@ class Simulator:
         """The base URL a client is configured with."""
         return self.origin
 
+    @contextmanager
+    def paused(self) -> Iterator[Simulator]:
+        """Hold every request unanswered (and uncounted) until the block ends; then they are answered as usual.
+
+        For tests that start a long job and look at its progress elsewhere while the service "thinks": the
+        client's HTTP timeout must outlast the block. Nested and concurrent pauses end with the last one."""
+        with self._answering:
+            self._pauses += 1
+        try:
+            yield self
+        finally:
+            with self._answering:
+                self._pauses -= 1
+                self._answering.notify_all()
+
+    def _wait_while_paused(self) -> None:
+        with self._answering:
+            self._answering.wait_for(lambda: self._pauses == 0)
+
     # counters and faults
     @property
     def request_count(self) -> int:
@@ -185,6 +208,7 @@ class Simulator:
         return None
 
     def dispatch(self, request: SimRequest) -> SimResponse:
+        self._wait_while_paused()
         request.label = self.label(request)
         with self._lock:
             self.requests.append(request)
