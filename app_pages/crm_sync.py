@@ -7,7 +7,7 @@ from lib.crm_sync import (
     COUNT_KEYS,
     OUTCOMES,
     SOURCES,
-    apply_crm_write_back,
+    WRITE_BACK_KIND,
     open_client,
     plan_crm_write_back,
     write_back_enabled,
@@ -44,7 +44,6 @@ source = st.selectbox("CRM", SOURCES, format_func=LABELS.get, key="crm_source")
 
 if st.button("Preview", type="primary", key="crm_preview"):
     st.session_state.pop("crm_wb_plan", None)
-    st.session_state.pop("crm_wb_result", None)
     try:
         open_client(source).close()  # a missing setting is said here, before any worker starts
         start_job(engine, KIND, PREVIEW, {"source": source}, user=me.email, role=me.role)
@@ -151,42 +150,52 @@ if plan is not None:
 if write_back_enabled():
     st.divider()
     st.subheader(f"Write back to {LABELS[source]}")
-    st.caption("Fills the CRM's empty CVR field from the Hub for linked accounts. Preview first; the CRM is written "
-               "only when you press “Write to CRM”. CRM writes cannot be undone from the Hub.")
-    if st.button("Preview write-back", key="crm_wb_preview"):
-        st.session_state.pop("crm_wb_result", None)
-        try:
-            with open_client(source) as client:
-                wb_plan = plan_crm_write_back(engine, client, sync_plan=plan,
-                                              on_progress=progress_reporter(f"Reading {LABELS[source]}"))
-            st.session_state["crm_wb_plan"] = wb_plan
-        except HubError as exc:
-            st.session_state.pop("crm_wb_plan", None)
-            st.error(str(exc))
-    wb_plan = st.session_state.get("crm_wb_plan")
-    if wb_plan is not None and wb_plan.source == source:
-        if wb_plan.proposals:
-            st.dataframe(pd.DataFrame([{
-                "account": w.account_id, "CRM name": w.account_name, "customer": w.customer_id,
-                "Hub name": w.customer_name, "CVR to write": w.cvr, "link": w.linked_by,
-            } for w in wb_plan.proposals]), hide_index=True, width="stretch")
-        else:
-            st.info("No linked account has an empty CVR field that the Hub can fill.")
-        show_errors({"errors": wb_plan.errors})
-        if wb_plan.proposals and st.button(f"Write to CRM ({len(wb_plan.proposals)})", key="crm_wb_apply"):
-            try:
+    st.caption("Fills the CRM's empty CVR field from the Hub for accounts linked in the Hub. Preview first; the CRM "
+               "is written only when you press “Write to CRM”, in a worker process that reads the CRM again and "
+               "writes the previewed accounts that still need it (minutes at the CRM's rate limit: you may leave "
+               "the page). CRM writes cannot be undone from the Hub.")
+    writing = latest_run(engine, WRITE_BACK_KIND, dry_run=False)
+    if writing and writing["status"] == "running":  # in a worker process: watch it from any tab
+        st.markdown(f"**Writing to {LABELS.get((writing['parameters'].get('params') or {}).get('source'), 'the CRM')}**")
+        watch_run(engine, writing["run_id"], me, kept="what was written to the CRM stays (the Hub cannot undo it)")
+    else:
+        if st.button("Preview write-back", key="crm_wb_preview"):
+            try:  # links stored in the Hub only: what the worker's write can find again
                 with open_client(source) as client:
-                    wb_done = apply_crm_write_back(engine, client, wb_plan, actor=me,
-                                                   on_progress=progress_reporter("Writing to the CRM"))
-                st.session_state["crm_wb_result"] = wb_done
-                st.session_state.pop("crm_wb_plan", None)
-                st.rerun()
+                    wb_plan = plan_crm_write_back(engine, client, sync_plan=plan, planned_links=False,
+                                                  on_progress=progress_reporter(f"Reading {LABELS[source]}"))
+                st.session_state["crm_wb_plan"] = wb_plan
             except HubError as exc:
+                st.session_state.pop("crm_wb_plan", None)
                 st.error(str(exc))
-    wb_done = st.session_state.get("crm_wb_result")
-    if wb_done is not None and wb_done.get("source") == source:
-        st.success(f"Written to {LABELS[source]} as run {wb_done['run_id']}: {wb_done['written']} account(s), "
-                   f"{wb_done['skipped']} skipped.")
-        if wb_done.get("stopped"):
-            st.error(f"Stopped early: {wb_done['stopped']}")
-        show_errors(wb_done)
+        wb_plan = st.session_state.get("crm_wb_plan")
+        previewing = wb_plan is not None and wb_plan.source == source
+        if previewing:
+            if wb_plan.proposals:
+                st.dataframe(pd.DataFrame([{
+                    "account": w.account_id, "CRM name": w.account_name, "customer": w.customer_id,
+                    "Hub name": w.customer_name, "CVR to write": w.cvr, "link": w.linked_by,
+                } for w in wb_plan.proposals]), hide_index=True, width="stretch")
+            else:
+                st.info("No linked account has an empty CVR field that the Hub can fill.")
+            show_errors({"errors": wb_plan.errors})
+            if wb_plan.proposals and st.button(f"Write to CRM ({len(wb_plan.proposals)})", key="crm_wb_apply"):
+                try:
+                    start_job(engine, WRITE_BACK_KIND, APPLY,
+                              {"params": {"source": source}, "approved": sorted(w.key for w in wb_plan.proposals)},
+                              user=me.email, role=me.role)
+                    st.session_state.pop("crm_wb_plan", None)
+                    st.rerun()
+                except HubError as exc:
+                    st.error(str(exc))
+        done = latest_run(engine, WRITE_BACK_KIND, dry_run=False, user=me.email)
+        done_params = (done or {}).get("parameters") or {}
+        if done and (done_params.get("params") or done_params).get("source") == source and not previewing:
+            stats = done["stats"]
+            show_outcome(done)
+            if done["status"] == "succeeded":
+                st.success(f"Written to {LABELS[source]} as run {done['run_id']}: {stats.get('written', 0)} "
+                           f"account(s), {stats.get('skipped', 0)} skipped.")
+            show_counts(stats, ("proposed", "written", "skipped"))
+            show_errors(stats)
+            run_link(done["run_id"])

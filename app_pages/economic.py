@@ -6,8 +6,8 @@ import streamlit as st
 from lib.economic_client import EconomicClient
 from lib.economic_relink import (
     COUNT_KEYS,
+    IMPORT_KIND,
     OUTCOMES,
-    import_unlinked_customers,
     plan_from_stored,
     preview_import,
 )
@@ -20,7 +20,7 @@ from ui.job_progress import show_outcome, watch_run
 from ui.job_widgets import run_link, show_counts, show_errors
 from ui.session import hub_engine, page_actor
 
-PLAN, APPROVED, IMPORT_RESULT = "economic_plan", "economic_approved", "economic_import_result"
+PLAN, APPROVED = "economic_plan", "economic_approved"
 KIND = "economic-relink"
 OUTCOME_LABELS = OUTCOME_WORDS[KIND]  # the glossary's words
 
@@ -38,9 +38,13 @@ if applying and applying["status"] == "running":  # it runs in a worker process:
     st.subheader("Applying")
     watch_run(engine, applying["run_id"], me)
     st.stop()
+importing = latest_run(engine, IMPORT_KIND, dry_run=False)
+if importing and importing["status"] == "running":  # creating Hub customers runs in a worker process too
+    st.subheader("Creating Hub customers from e-conomic")
+    watch_run(engine, importing["run_id"], me)
+    st.stop()
 
 if st.button("Preview", type="primary", key="economic_preview", help="Read every e-conomic customer and match"):
-    st.session_state.pop(IMPORT_RESULT, None)
     try:  # reading e-conomic runs in a worker process: it goes on when this tab is closed
         EconomicClient.from_settings().close()  # a missing token is said here, before any worker starts
         start_job(engine, KIND, PREVIEW, {}, user=me.email, role=me.role)
@@ -77,11 +81,15 @@ elif last:
     show_counts(result, ("linked", "changed", "unchanged", "ambiguous", "unmatched"))
     show_errors(result)
     run_link(last["run_id"])
-imported = st.session_state.get(IMPORT_RESULT)
-if imported:
-    st.success(f"Created {imported['created']} Hub customer(s) as run {imported['run_id']}; "
-               f"{imported['skipped']} skipped.")
-    show_errors(imported)
+imported = latest_run(engine, IMPORT_KIND, dry_run=False, user=me.email)
+if imported and (preview is None or imported["run_id"] > preview["run_id"]):  # the import since the last preview
+    show_outcome(imported)
+    if imported["status"] == "succeeded":
+        st.success(f"Created {imported['stats'].get('created', 0)} Hub customer(s) as run {imported['run_id']}; "
+                   f"{imported['stats'].get('skipped', 0)} skipped.")
+    show_counts(imported["stats"], ("created", "skipped"))
+    show_errors(imported["stats"])
+    run_link(imported["run_id"])
 
 if plan is None:
     if not (preview and preview["status"] == "running"):
@@ -189,8 +197,8 @@ with tab_import:
         sure = st.checkbox(f"Create {len(rows)} Hub customer(s) from these e-conomic customers",
                            key="economic_import_ok")
         if st.button("Create Hub customers", key="economic_import", disabled=not sure):
-            try:
-                st.session_state[IMPORT_RESULT] = import_unlinked_customers(engine, plan, actor=me)
+            try:  # a worker creates them from the stored preview; watch it from any tab
+                start_job(engine, IMPORT_KIND, APPLY, {"params": {"plan_id": plan_id}}, user=me.email, role=me.role)
                 st.rerun()
             except HubError as exc:
                 st.error(str(exc))

@@ -69,9 +69,9 @@ def register(job: WorkerJob) -> WorkerJob:
 
 
 def worker_job(kind: str) -> WorkerJob:
-    if not _JOBS:
-        import lib.worker_jobs  # noqa: F401 - registers the core jobs
-        import lib.worker_jobs_services  # noqa: F401 - registers the previews that call outside services
+    # both, always: a page may have imported one of them already (registering its steps only)
+    import lib.worker_jobs  # noqa: F401 - registers the core jobs
+    import lib.worker_jobs_services  # noqa: F401 - registers the previews that call outside services
     if kind in _JOBS:
         job = _JOBS[kind]
         if job.apply is None:  # applied by the job runner: the role is the job's own

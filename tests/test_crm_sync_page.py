@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from sqlalchemy import text
 
 from lib.audit import insert_rows
 from lib.cvr import make_cvr
 from lib.db import get_engine
+from lib.job_worker import APPLY, latest_run, start_job
 from lib.roles import Actor
 from lib.sandbox import VtigerSimulator, make_account
 from tests.apptest import app, no_exception, texts
-from tests.jobs_wait import settle
+from tests.jobs_wait import settle, wait_for_jobs
 
 CVR_A, CVR_B, CVR_C, CVR_D = (make_cvr(n) for n in (21, 22, 23, 24))
 
@@ -100,7 +103,13 @@ def test_missing_settings_shown_as_error(engine, monkeypatch):
     assert "VTIGER_URL" in " ".join(e.value for e in at.error)
 
 
+def ran_in_a_worker(run: dict) -> bool:
+    return bool(run["worker"]) and run["worker"].rpartition(":")[2] != str(os.getpid())
+
+
 def test_write_back_section(engine, simply, monkeypatch):
+    """The write-back is written by a worker process (it reads the CRM again and writes the previewed account);
+    the page shows the finished run's statistics, also to a new session coming back."""
     seed(engine)
     monkeypatch.setenv("CRM_WRITE_BACK", "true")
     at = preview(app("app_pages/crm_sync.py").run())
@@ -110,7 +119,51 @@ def test_write_back_section(engine, simply, monkeypatch):
     assert list(at.dataframe[1].value["account"]) == ["11x4"]
     assert simply.accounts[3]["cf_853"] == ""
     at.button(key="crm_wb_apply").click().run()
-    no_exception(at)
+    no_exception(settle(at, engine))  # written in a worker process
     assert "Written to Simply-CRM as run" in texts(at)
     assert simply.accounts[3]["cf_853"] == make_cvr(25)
     assert simply.counts["revise"] == 0 and simply.counts["update"] == 1
+    run = latest_run(engine, "crm-write-back", dry_run=False)
+    assert ran_in_a_worker(run) and run["status"] == "succeeded"
+    assert (run["stats"]["proposed"], run["stats"]["written"], run["stats"]["skipped"]) == (1, 1, 0)
+
+    later = app("app_pages/crm_sync.py").run()  # coming back: another session, the newest write-back run
+    later.selectbox(key="crm_source").set_value("simplycrm").run()
+    no_exception(later)
+    assert f"Written to Simply-CRM as run {run['run_id']}: 1 account(s), 0 skipped." in texts(later)
+    assert "Written=1" in texts(later)
+
+
+def test_write_back_is_watched_and_cancelled_from_the_page(engine, simply, monkeypatch):
+    """While the worker waits for the CRM the page shows its progress and Cancel; Cancel ends the run as
+    cancelled with nothing written, and the page says so."""
+    seed(engine)
+    monkeypatch.setenv("CRM_WRITE_BACK", "true")
+    monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "120")  # the simulator is held while the page cancels
+    at = preview(app("app_pages/crm_sync.py").run())
+    at.button(key="crm_wb_preview").click().run()
+    with simply.paused():
+        at.button(key="crm_wb_apply").click().run()
+        no_exception(at)
+        run = latest_run(engine, "crm-write-back", dry_run=False)
+        assert run["status"] == "running" and "Writing to Simply-CRM" in texts(at)
+        at.button(key=f"job_cancel_{run['run_id']}").click().run()
+        assert latest_run(engine, "crm-write-back", dry_run=False)["cancel_requested_by"]
+    no_exception(settle(at, engine))
+    run = latest_run(engine, "crm-write-back", dry_run=False)
+    assert (run["status"], run["stats"]["written"]) == ("cancelled", 0) and ran_in_a_worker(run)
+    assert simply.accounts[3]["cf_853"] == "" and simply.counts["update"] == 0
+    assert f"Run {run['run_id']} was cancelled by" in texts(at)
+
+
+def test_write_back_refused_when_switched_off_in_the_worker(engine, simply, monkeypatch):
+    """A write-back started while CRM_WRITE_BACK is off (e.g. switched off after the page was drawn) is refused
+    by the job in its worker: the run fails with the setting's message, nothing is read or written."""
+    seed(engine)
+    monkeypatch.delenv("CRM_WRITE_BACK", raising=False)
+    start_job(engine, "crm-write-back", APPLY, {"params": {"source": "simplycrm"}, "approved": ["simplycrm:11x4:write-back"]},
+              user="ole@bmc.dk", role="operator")
+    wait_for_jobs(engine)
+    run = latest_run(engine, "crm-write-back", dry_run=False)
+    assert run["status"] == "failed" and "CRM_WRITE_BACK=true" in run["error"]
+    assert simply.request_count == 0

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import text
 
-from lib.audit import insert_rows, update_row
+from lib.audit import insert_rows, update_row, utcnow
 from lib.cvr import make_cvr
 from lib.job_plans import PlanUnusable
 from lib.job_worker import APPLY, latest_run, start_job
 from lib.jobs import runner
 from lib.roles import Actor
-from lib.runs import list_runs
+from lib.runs import get_run, list_runs
 from lib.sandbox import EconomicSimulator, make_customer
 from tests.apptest import app, no_exception, signed_in, texts
-from tests.jobs_wait import settle
+from tests.jobs_wait import settle, wait_for_jobs
 
 
 def plan_ids(engine) -> list[int]:
@@ -22,6 +28,24 @@ def plan_ids(engine) -> list[int]:
         return list(conn.execute(text("SELECT id FROM job_plans WHERE kind = 'economic-relink'")).scalars())
 
 PAGE = "app_pages/economic.py"
+
+
+@contextmanager
+def customers_held(engine) -> Iterator[None]:
+    """Someone else's write lock (SQLite: the database; PostgreSQL: the customers table) while the block runs:
+    readers go on, a worker's writes wait."""
+    if engine.dialect.name == "sqlite":
+        conn = sqlite3.connect(engine.url.database, timeout=30, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+            conn.close()
+        return
+    with engine.connect() as conn, conn.begin():
+        conn.execute(text("LOCK TABLE customers IN EXCLUSIVE MODE"))
+        yield
 
 
 @pytest.fixture
@@ -105,14 +129,47 @@ def test_bulk_approve_and_clear(engine, hub, sim):
 
 
 def test_import_unlinked_customers_is_a_separate_confirmed_run(engine, hub, sim):
+    """Creating Hub customers runs in a worker process from the stored preview (nothing read from e-conomic);
+    the page, and a new session coming back, show the finished run's statistics."""
     at = previewed(engine)
     assert at.button(key="economic_import").disabled
     at.checkbox(key="economic_import_ok").check().run()
+    requests_before = sim.request_count
     no_exception(at.button(key="economic_import").click().run())
+    no_exception(settle(at, engine))  # created in a worker process
     assert "Created 1 Hub customer(s)" in texts(at)
     assert "can no longer be applied: the data this preview read has changed since" in texts(at)
-    assert 6 in numbers(engine).values()
-    assert list_runs(engine)[0]["kind"] == "economic-import-customers"
+    assert 6 in numbers(engine).values() and sim.request_count == requests_before
+    run = list_runs(engine)[0]
+    assert (run["kind"], run["status"], run["stats"]["created"]) == ("economic-import-customers", "succeeded", 1)
+    worker = get_run(engine, run["run_id"])["worker"]
+    assert worker and worker.rpartition(":")[2] != str(os.getpid())  # another process wrote them
+    later = no_exception(app(PAGE).run())  # coming back: the newest import since the preview, with its counts
+    assert f"Created 1 Hub customer(s) as run {run['run_id']}; 0 skipped." in texts(later)
+    assert "Created=1" in texts(later)
+
+
+def test_import_running_is_watched_and_an_expired_preview_is_refused(engine, hub, sim):
+    """While the import runs the page shows its progress and Cancel; an import of a preview that expired is
+    refused inside its run (failed, with the reason), nothing created."""
+    previewed(engine)
+    (plan_id,) = plan_ids(engine)
+    run_id = start_job(engine, "economic-import-customers", APPLY, {"params": {"plan_id": plan_id}},
+                       user="ole@bmc.dk", role="operator")
+    with customers_held(engine):  # the worker starts (its Python takes far longer) and waits for the database
+        watching = no_exception(app(PAGE).run())
+        assert "Creating Hub customers from e-conomic" in texts(watching)
+        assert [b for b in watching.button if b.key == f"job_cancel_{run_id}"]
+    wait_for_jobs(engine)
+    assert get_run(engine, run_id)["status"] == "succeeded"
+    with engine.begin() as conn:  # as if an hour had passed
+        conn.execute(text("UPDATE job_plans SET expires_at = :t WHERE id = :id"),
+                     {"t": utcnow() - timedelta(minutes=1), "id": plan_id})
+    expired = start_job(engine, "economic-import-customers", APPLY, {"params": {"plan_id": plan_id}},
+                        user="ole@bmc.dk", role="operator")
+    wait_for_jobs(engine)
+    run = get_run(engine, expired)
+    assert run["status"] == "failed" and "preview again" in run["error"]
 
 
 def test_stored_preview_is_applied_from_another_session_once(engine, hub, sim):

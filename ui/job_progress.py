@@ -13,6 +13,7 @@ from lib.runs import request_cancel
 from ui.session import still_signed_in
 
 POLL_SECONDS = 1.0
+KEPT = "what was written before is kept (undo reverts it)"
 
 
 def _fraction(run: dict) -> float:
@@ -27,10 +28,10 @@ def _label(run: dict) -> str:
     return f"{what} {run['run_id']} ({run['kind']}, by {run['triggered_by']}){counts}: {run.get('progress_message') or 'starting…'}"
 
 
-def _cancel_button(engine: Engine, run: dict, me: Actor, job_role: str) -> None:
+def _cancel_button(engine: Engine, run: dict, me: Actor, job_role: str, kept: str = KEPT) -> None:
     if run["cancel_requested_by"]:
         st.caption(f"Cancel requested by {run['cancel_requested_by']}: it stops after the chunk it is writing; "
-                   "what was written before is kept (undo reverts it).")
+                   f"{kept}.")
         return
     if st.button("Cancel", key=f"job_cancel_{run['run_id']}", disabled=not me.can(job_role),
                  help="Stops at the next chunk; chunks already written are kept and can be undone."):
@@ -40,18 +41,20 @@ def _cancel_button(engine: Engine, run: dict, me: Actor, job_role: str) -> None:
             st.error(str(exc))
 
 
-def _running(engine: Engine, run_id: int, me: Actor, job_role: str) -> None:
+def _running(engine: Engine, run_id: int, me: Actor, job_role: str, kept: str) -> None:
     still_signed_in()
     run = refresh(engine, run_id)
     if run["status"] != "running":
         st.rerun(scope="app")  # finished: let the page show the result
     st.progress(_fraction(run), text=_label(run))
-    _cancel_button(engine, run, me, job_role)
+    _cancel_button(engine, run, me, job_role, kept)
 
 
-def watch_run(engine: Engine, run_id: int, me: Actor, *, job_role: str = "operator") -> None:
-    """Progress bar, message and Cancel of a running run, refreshed every second; reruns the page when it ends."""
-    st.fragment(run_every=POLL_SECONDS)(_running)(engine, run_id, me, job_role)
+def watch_run(engine: Engine, run_id: int, me: Actor, *, job_role: str = "operator", kept: str = KEPT) -> None:
+    """Progress bar, message and Cancel of a running run, refreshed every second; reruns the page when it ends.
+
+    `kept`: what a Cancel leaves behind, for a job whose writes undo cannot revert (the CRM write-back)."""
+    st.fragment(run_every=POLL_SECONDS)(_running)(engine, run_id, me, job_role, kept)
 
 
 def show_outcome(run: dict) -> None:

@@ -6,6 +6,7 @@ The optional write-back to the CRM is its own run (`crm-write-back`), done after
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Iterable
 
 from sqlalchemy import text
@@ -33,10 +34,12 @@ from lib.crm_sync import (
 from lib.errors import RowError, ServiceError
 from lib.http_session import wait_message
 from lib.jobs import runner
-from lib.jobs.contract import ApplyOutcome, Job, JobContext, Plan, ProgressCallback
+from lib.jobs.contract import ApplyOutcome, Job, JobCancelled, JobContext, Plan, ProgressCallback
 from lib.jobs.payload import job_payload
 from lib.roles import Actor
 from lib.vtiger_client import VtigerClient
+
+CANCEL_CHECK_SECONDS = 1.0  # a read's Cancel check: one query at most this often
 
 
 def _chosen_keys(native: CrmSyncPlan, approved: Iterable[str]) -> set[str]:
@@ -208,10 +211,43 @@ class CrmWriteBackJob(Job):
     action = "write CVR numbers to the CRM"
     count_keys = ("source", "cvr_field", "proposed", "written", "skipped")
     key_field = "account_id"
+    plan_in_run = True  # built by kind alone (a page's worker): it reads the CRM again inside its run
 
     def __init__(self, client: VtigerClient | None = None):
         self.client = client
         self.accounts_written: list[str] = []
+
+    def check(self, ctx: JobContext, *, source: str = "", **_ignored) -> None:
+        id_column(source)
+        _require_write_back(ctx.actor, True)
+        if self.client is None:  # ConfigError (URL, user or key missing) before any request
+            self.client = ctx.closing(open_client(source))
+
+    def plan(self, ctx: JobContext, *, source: str = "", **_ignored) -> Plan:
+        """Read the CRM again (stored links only) inside the run; the apply writes the approved keys only, so
+        what is written is what the person previewed and still holds (an account filled meanwhile, or no longer
+        linked, is reported as not in the plan any more). Cancel is honoured between pages of the read."""
+        self.check(ctx, source=source)
+        asked = [0.0]
+
+        def reading(done: int, total: int, message: str = "") -> None:
+            ctx.progress(done, total, message)
+            if time.monotonic() - asked[0] >= CANCEL_CHECK_SECONDS:
+                asked[0] = time.monotonic()
+                ctx.check_cancel()
+
+        params = {"source": source, "approved_only": True}
+        try:
+            native = plan_crm_write_back(ctx.engine, self.client, planned_links=False, on_progress=reading)
+        except JobCancelled:  # nothing written yet: the apply's first Cancel check ends the run as cancelled
+            return Plan(self.kind, params, [], WriteBackPlan(source, "", [], []))
+        return Plan(self.kind, params, list(native.proposals), native)
+
+    def writes(self, plan: Plan, approved: set[str]) -> list[WriteBackProposal]:
+        """The accounts to write: the approved ones of a plan read in the run, else every proposal handed over."""
+        if plan.params.get("approved_only"):
+            return [p for p in plan.proposals if p.key in approved]
+        return list(plan.proposals)
 
     def error_keys(self, p: WriteBackProposal) -> dict:
         return {"account_id": p.account_id, "customer_id": p.customer_id}
@@ -221,7 +257,8 @@ class CrmWriteBackJob(Job):
 
     def apply(self, ctx: JobContext, plan: Plan, approved: set[str], outcome: ApplyOutcome) -> None:
         wb: WriteBackPlan = plan.native
-        client, chosen, done = self.client, plan.proposals, [0]
+        client, chosen, done = self.client, self.writes(plan, approved), [0]
+        ctx.check_cancel()
         client.session.on_wait = lambda seconds, service: ctx.progress(done[0], len(chosen),
                                                                        wait_message(seconds, service))
         ctx.progress(0, len(chosen), f"writing to {client.label}")
@@ -250,14 +287,17 @@ class CrmWriteBackJob(Job):
         wb: WriteBackPlan = plan.native
         return job_payload(run_id=ctx.run_id, dry_run=ctx.dry_run, errors=list(wb.errors) + outcome.errors,
                            stopped=plan.stopped, source=wb.source, cvr_field=wb.cvr_field,
-                           proposed=len(wb.proposals), written=len(outcome.written),
-                           skipped=outcome.state.get("skipped", 0))
+                           proposed=len(self.writes(plan, approved) if plan.params.get("approved_only")
+                                        else wb.proposals),
+                           written=len(outcome.written), skipped=outcome.state.get("skipped", 0))
 
     def stats(self, payload: dict, plan: Plan) -> dict:
-        return {"source": payload["source"], "written": payload["written"], "skipped": payload["skipped"],
-                "accounts_written": self.accounts_written[:1000]}
+        return {"source": payload["source"], "proposed": payload["proposed"], "written": payload["written"],
+                "skipped": payload["skipped"], "accounts_written": self.accounts_written[:1000]}
 
     def run_parameters(self, params: dict, plan: Plan | None, approved: set[str]) -> dict:
+        if plan is None:  # read inside the run
+            return {**params, "accounts": len(approved)}
         return {"source": plan.native.source, "cvr_field": plan.native.cvr_field, "accounts": len(plan.proposals)}
 
 

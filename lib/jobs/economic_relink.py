@@ -26,7 +26,7 @@ from lib.economic_relink import (
     stopped_message,
 )
 from lib.errors import RowError, ServiceError
-from lib.job_plans import customers_fingerprint, take_plan
+from lib.job_plans import PlanUnusable, customers_fingerprint, get_plan, take_plan, why_unusable
 from lib.jobs import runner
 from lib.jobs.contract import ApplyOutcome, Job, JobContext, Plan, ProgressCallback
 from lib.jobs.payload import job_payload
@@ -165,13 +165,28 @@ class NewCustomer:
 
 class EconomicImportCustomersJob(Job):
     """A side job of the relink (no command of its own): one run, one audited insert per customer, each in its
-    savepoint, so a number or CVR a Hub customer holds by now skips that row only."""
+    savepoint, so a number or CVR a Hub customer holds by now skips that row only.
+
+    Built by kind alone (a page's worker): `plan_id` names the relink preview whose e-conomic customers without
+    a Hub customer are created (`numbers`: only those); nothing is read from e-conomic."""
 
     kind = IMPORT_KIND
     title = "Create Hub customers from e-conomic"
     action = "create customers from e-conomic"
     count_keys = ("created", "skipped")
     key_field = "row"
+    plan_in_run = True  # the stored preview is taken inside the run the page recorded
+
+    def plan(self, ctx: JobContext, *, plan_id: int, numbers: Iterable[int] | None = None, **_params) -> Plan:
+        """The stored relink preview's customers without a Hub customer; refused when it is expired or applied
+        (each row is still checked against the Hub's customers as they are when it is written)."""
+        stored = get_plan(ctx.engine, int(plan_id))
+        if stored["kind"] != EconomicRelinkJob.kind:
+            raise PlanUnusable(f"stored preview {plan_id} is a {stored['kind']} preview, not {EconomicRelinkJob.kind}")
+        problem = why_unusable(stored, None)
+        if problem:
+            raise PlanUnusable(f"{problem}; preview again")
+        return import_plan(plan_from_stored(stored["plan"]), numbers)
 
     def write_row(self, ctx: JobContext, conn: Connection, p: NewCustomer, outcome: ApplyOutcome) -> None:
         if conn.execute(text("SELECT 1 FROM customers WHERE economic_customer_number = :n"), {"n": p.row}).first():
@@ -192,7 +207,7 @@ class EconomicImportCustomersJob(Job):
                            skipped=len(plan.proposals) - created)
 
     def run_parameters(self, params: dict, plan: Plan | None, approved: set[str]) -> dict:
-        return {"economic_numbers": [p.row for p in plan.proposals]}
+        return {**params} if plan is None else {"economic_numbers": [p.row for p in plan.proposals]}
 
 
 def import_unlinked_customers(engine: Engine, plan: EconomicRelinkPlan, *, actor: Actor,
@@ -200,13 +215,18 @@ def import_unlinked_customers(engine: Engine, plan: EconomicRelinkPlan, *, actor
                               on_progress: ProgressCallback | None = None) -> dict:
     """Create Hub customers for the plan's e-conomic customers that have none (or only `numbers`), as one run of
     kind `economic-import-customers` through the job runner (role, lock, progress, closed on every path)."""
+    job = EconomicImportCustomersJob()
+    return runner.apply(job.kind, {}, (), actor, plan=import_plan(plan, numbers), engine=engine,
+                        on_progress=on_progress, job=job)[1]
+
+
+def import_plan(plan: EconomicRelinkPlan, numbers: Iterable[int] | None = None) -> Plan:
+    """The Hub customers to create for the relink plan's e-conomic customers that have none (or only `numbers`)."""
     rows = preview_import(plan)
     if numbers is not None:
-        wanted = set(numbers)
+        wanted = {int(n) for n in numbers}
         rows = [r for r in rows if r["economic_customer_number"] in wanted]
     proposals = [NewCustomer(f"e{r['economic_customer_number']}", r["economic_customer_number"],
                              {**r, "name": r["name"] or f"e-conomic customer {r['economic_customer_number']}"})
                  for r in rows]
-    job = EconomicImportCustomersJob()
-    return runner.apply(job.kind, {}, (), actor, plan=Plan(job.kind, {}, proposals, plan), engine=engine,
-                        on_progress=on_progress, job=job)[1]
+    return Plan(IMPORT_KIND, {}, proposals, plan)

@@ -20,6 +20,13 @@ CORE_JOBS: tuple[str, ...] = (
     "lib.jobs.crm_sync:CrmSyncJob",
 )
 
+# Side jobs: started by a core job's page (in a worker) or command, never a command of their own; `get_job`
+# builds them by kind so a worker process can apply them through the runner.
+SIDE_JOBS: tuple[str, ...] = (
+    "lib.jobs.economic_relink:EconomicImportCustomersJob",
+    "lib.jobs.crm_sync:CrmWriteBackJob",
+)
+
 
 def _load(reference: str) -> type[Job]:
     module_name, _, class_name = reference.partition(":")
@@ -92,4 +99,8 @@ def get_job(kind: str) -> Job:
     for job in core_jobs():
         if job.kind == kind:
             return job
+    for reference in SIDE_JOBS:
+        cls = _load(reference)
+        if cls.kind == kind:
+            return cls()
     raise InputError(f"there is no job {kind!r}; the jobs are: {', '.join(j.kind for j in core_jobs())}")
