@@ -40,7 +40,10 @@ if applying and applying["status"] == "running":  # it runs in a worker process:
     watch_run(engine, applying["run_id"], me)
     st.stop()
 
-source = st.selectbox("CRM", SOURCES, format_func=LABELS.get, key="crm_source")
+mine = latest_run(engine, KIND, dry_run=True, user=me.email)  # coming back: the CRM of your last preview
+last_source = (mine or {}).get("parameters", {}).get("source")
+source = st.selectbox("CRM", SOURCES, index=SOURCES.index(last_source) if last_source in SOURCES else 0,
+                      format_func=LABELS.get, key="crm_source")
 
 if st.button("Preview", type="primary", key="crm_preview"):
     st.session_state.pop("crm_wb_plan", None)
