@@ -40,8 +40,10 @@ if applying and applying["status"] == "running":  # it runs in a worker process:
     watch_run(engine, applying["run_id"], me)
     st.stop()
 
-mine = latest_run(engine, KIND, dry_run=True, user=me.email)  # coming back: the CRM of your last preview
-last_source = (mine or {}).get("parameters", {}).get("source")
+# The newest preview and apply of this CRM, from the database: a preview reads every account (minutes at the
+# CRM's rate limit) in a worker process, so it goes on when this tab is closed and is shown when you come back.
+preview = latest_run(engine, KIND, dry_run=True, user=me.email)
+last_source = (preview or {}).get("parameters", {}).get("source")  # coming back: the CRM of your last preview
 source = st.selectbox("CRM", SOURCES, index=SOURCES.index(last_source) if last_source in SOURCES else 0,
                       format_func=LABELS.get, key="crm_source")
 
@@ -53,9 +55,7 @@ if st.button("Preview", type="primary", key="crm_preview"):
     except HubError as exc:
         st.error(str(exc))
 
-# The newest preview and apply of this CRM, from the database: a preview reads every account (minutes at the
-# CRM's rate limit) in a worker process, so it goes on when this tab is closed and is shown when you come back.
-preview = latest_run(engine, KIND, dry_run=True, user=me.email)
+preview = latest_run(engine, KIND, dry_run=True, user=me.email)  # a Preview pressed above is newer
 if preview and preview["parameters"].get("source") != source:
     preview = None
 last = latest_run(engine, KIND, dry_run=False, user=me.email)
