@@ -154,6 +154,7 @@ def test_write_back_is_watched_and_cancelled_from_the_page(engine, simply, monke
     assert (run["status"], run["stats"]["written"]) == ("cancelled", 0) and ran_in_a_worker(run)
     assert simply.accounts[3]["cf_853"] == "" and simply.counts["update"] == 0
     assert f"Run {run['run_id']} was cancelled by" in texts(at)
+    assert "undo cannot revert them" in run["error"]  # CRM writes are not the Hub's to undo
 
 
 def test_write_back_refused_when_switched_off_in_the_worker(engine, simply, monkeypatch):

@@ -153,6 +153,7 @@ class Job:
     key_field: ClassVar[str] = "customer_id"  # the key an error row carries: "row", "customer_id", "account_id"
     chunk_rows: ClassVar[int] = 500  # rows per write transaction (progress and cancellation between chunks)
     plan_in_run: ClassVar[bool] = False  # True: an apply's planning is part of the run (long outside calls)
+    undoable: ClassVar[bool] = True  # False: it writes outside the Hub (a CRM), which `undo` cannot revert
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """The job's own CLI arguments (the runner's command adds --apply and --json)."""

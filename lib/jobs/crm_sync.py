@@ -212,6 +212,7 @@ class CrmWriteBackJob(Job):
     count_keys = ("source", "cvr_field", "proposed", "written", "skipped")
     key_field = "account_id"
     plan_in_run = True  # built by kind alone (a page's worker): it reads the CRM again inside its run
+    undoable = False  # it writes to the CRM
 
     def __init__(self, client: VtigerClient | None = None):
         self.client = client

@@ -101,7 +101,8 @@ def apply(kind: str, params: dict | None, approved: Iterable[str] = (), actor: A
             payload = _write(job, ctx, plan, keys, written=written_in_one_pass)
             stats = job.stats(payload, plan)
             if payload.get("cancelled"):
-                run.cancel(f"{payload['cancelled']}; the completed chunks are kept (undo reverts them)", stats)
+                kept = "undo reverts them" if job.undoable else "they stay written: undo cannot revert them"
+                run.cancel(f"{payload['cancelled']}; the completed chunks are kept ({kept})", stats)
             elif plan.stopped:
                 run.stop(plan.stopped, stats)
             else:
