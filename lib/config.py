@@ -121,6 +121,7 @@ class Settings:
     import_max_sheets: int = 10
     import_read_memory_mb: int = 2048
     import_read_seconds: int = 120
+    import_stream_from_rows: int = 200_000
     http_timeout_seconds: float = 20.0
     http_wait_budget_seconds: float = 1800.0
     log_level: str = "INFO"

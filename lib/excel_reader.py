@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
@@ -70,6 +71,7 @@ class ReadLimits:
     max_sheets: int = 10
     memory_mb: int = 2048
     seconds: int = 120
+    stream_from_rows: int = 200_000
 
     @classmethod
     def from_settings(cls) -> ReadLimits:
@@ -77,7 +79,7 @@ class ReadLimits:
 
         s = get_settings()
         return cls(s.import_max_file_mb, s.import_max_rows, s.import_max_columns, s.import_max_sheets,
-                   s.import_read_memory_mb, s.import_read_seconds)
+                   s.import_read_memory_mb, s.import_read_seconds, s.import_stream_from_rows)
 
 
 def _megabytes(size: int) -> str:
@@ -307,9 +309,10 @@ def _enclosing_cell_ref(buf: bytes, pos: int) -> tuple[int, int] | None:
     return None
 
 
-def scan_sheet(stream: io.BufferedIOBase, limits: ReadLimits, sheet: str) -> dict[tuple[int, int], str]:
+def scan_sheet(stream: io.BufferedIOBase, limits: ReadLimits, sheet: str) -> tuple[dict[tuple[int, int], str], int]:
     """Refuse a sheet with a cell reference beyond the row or column limit (before calamine, which allocates
-    every cell of the rectangle up to the furthest one); return the error and NaN/infinity cells by position.
+    every cell of the rectangle up to the furthest one); return the error and NaN/infinity cells by position,
+    and the sheet's extent in rows (the last row's number, or the rows counted where rows are not numbered).
 
     The scan runs over the decompressed XML in C (regular expressions that match only what is unusual), so
     an ordinary export costs little more than its decompression.
@@ -319,6 +322,7 @@ def scan_sheet(stream: io.BufferedIOBase, limits: ReadLimits, sheet: str) -> dic
     far = re.compile(rb'r\s*=\s*["\'](?:[A-Za-z]{%d,}[0-9]*|[A-Za-z]*[0-9]{%d,})["\']' % (len(max_letters), digits))
     special: dict[tuple[int, int], str] = {}
     tail = b""
+    extent = counted = 0
     while True:
         data = stream.read(_SCAN_BYTES)
         buf = tail + data
@@ -339,7 +343,7 @@ def scan_sheet(stream: io.BufferedIOBase, limits: ReadLimits, sheet: str) -> dic
                 raise WorkbookRefused(
                     f"file refused: sheet {sheet!r} has {'a cell at ' + ref[:20] if letters else 'a row ' + number[:12]}, "
                     f"beyond row {limits.max_rows:,} (IMPORT_MAX_ROWS)")
-        for match in _ERROR_TYPE.finditer(buf):
+        for match in _ERROR_TYPE.finditer(buf) if b'"e"' in buf or b"'e'" in buf else ():
             where = _enclosing_cell_ref(buf, match.start())
             if where is not None:
                 close = buf.find(b"</", match.end())
@@ -350,47 +354,91 @@ def scan_sheet(stream: io.BufferedIOBase, limits: ReadLimits, sheet: str) -> dic
             where = _enclosing_cell_ref(buf, match.start())
             if where is not None:
                 special[where] = "#NUM!"
+        counted += buf.count(b"row>")
+        last = _last_row_number(buf)
+        if last is not None:
+            extent = last
         if not data:
-            return special
+            return special, max(extent, counted)
+
+
+_ROW_TAG = re.compile(rb"""<(?:[\w.-]+:)?row\b[^>]*?\br\s*=\s*["']([0-9]{1,9})["']""")
+
+
+def _last_row_number(buf: bytes) -> int | None:
+    """The number of the last <row r="…"> in `buf` (rows are in ascending order in a worksheet)."""
+    at = max(buf.rfind(b"<row"), buf.rfind(b":row"))
+    if at < 0:
+        return None
+    found = _ROW_TAG.match(buf, buf.rfind(b"<", 0, at + 1))
+    return int(found.group(1)) if found else None
 
 
 # --- the child process: everything that parses the file --------------------------------------------------------
 
 class _Book:
-    """A checked workbook in the child: sheets are scanned (`scan_sheet`) before calamine loads them."""
+    """A checked workbook in the child. Each sheet is scanned (`scan_sheet`) before anything is read from it;
+    a sheet that reaches row IMPORT_STREAM_FROM_ROWS or further is then read by lib.xlsx_stream, a block of
+    XML at a time (memory follows the block), a smaller one by python-calamine, which is faster but holds the
+    whole sheet (≈ 1 KB a row of an export: 200 MB at the default 200,000 rows)."""
 
     def __init__(self, source: str | bytes, file_name: str, limits: ReadLimits):
-        from python_calamine import CalamineWorkbook  # only the child imports the parser
-
         self.file_name, self.limits = file_name, limits
         if isinstance(source, bytes):
             check_size(len(source), limits.max_file_mb)
             stream = io.BytesIO(source)
             check_workbook_bytes(source[:8], stream, file_name)
             self._zip = lambda: zipfile.ZipFile(io.BytesIO(source))  # noqa: E731
-            opener = lambda: CalamineWorkbook.from_filelike(io.BytesIO(source))  # noqa: E731
         else:
             with open(source, "rb") as handle:
                 check_workbook_bytes(handle.read(8), handle, file_name)
             self._zip = lambda: zipfile.ZipFile(source)  # noqa: E731
-            opener = lambda: CalamineWorkbook.from_path(source)  # noqa: E731
+        self.source = source
         with self._zip() as archive:
             self.parts = sheet_parts(archive)
-        try:
-            self.workbook = opener()
-        except Exception as exc:  # noqa: BLE001 - calamine raises several unrelated classes for a broken file
-            raise WorkbookRefused(f"{file_name}: the workbook cannot be read ({_first_line(exc)})") from None
-        self.sheet_names = list(self.workbook.sheet_names)
+        self._workbook = None
+        self._scans: dict[str, tuple[dict[tuple[int, int], str], int]] = {}
+        self._shared: tuple[list[str], dict[int, str], bool] | None = None
+        self.sheet_names = list(self.parts) if self.parts else list(self.workbook.sheet_names)
+
+    @property
+    def workbook(self):
+        """python-calamine's workbook, opened when a sheet is read with it (not for a streamed sheet)."""
+        if self._workbook is None:
+            from python_calamine import CalamineWorkbook  # only the child imports the parser
+
+            try:
+                if isinstance(self.source, bytes):
+                    self._workbook = CalamineWorkbook.from_filelike(io.BytesIO(self.source))
+                else:
+                    self._workbook = CalamineWorkbook.from_path(self.source)
+            except Exception as exc:  # noqa: BLE001 - calamine raises several unrelated classes for a broken file
+                raise WorkbookRefused(f"{self.file_name}: the workbook cannot be read ({_first_line(exc)})") from None
+        return self._workbook
+
+    def _scan(self, sheet: str, part: str) -> tuple[dict[tuple[int, int], str], int]:
+        if sheet not in self._scans:
+            try:
+                with self._zip() as archive, archive.open(part) as stream:
+                    self._scans[sheet] = scan_sheet(stream, self.limits, sheet)
+            except KeyError:
+                raise WorkbookRefused(f"{self.file_name}: sheet {sheet!r} is missing from the workbook") from None
+            except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                raise WorkbookRefused(f"{self.file_name}: the workbook cannot be read ({_first_line(exc)})") from None
+        return self._scans[sheet]
 
     def rows(self, sheet: str) -> tuple[Iterator[list], int]:
         """The sheet's rows from Excel row 1 and column A (error cells as CellError), and its height."""
         part = self.parts.get(sheet)
         special: dict[tuple[int, int], str] = {}
         if part is not None:
-            with self._zip() as archive, archive.open(part) as stream:
-                special = scan_sheet(stream, self.limits, sheet)
+            special, extent = self._scan(sheet, part)
+            if extent >= self.limits.stream_from_rows:
+                return self._streamed(part), extent
         try:
             source = self.workbook.get_sheet_by_name(sheet)
+        except WorkbookRefused:
+            raise
         except Exception as exc:  # noqa: BLE001 - a sheet calamine cannot parse is a bad file, whatever the class
             raise InputError(f"sheet {sheet!r} cannot be read ({_first_line(exc)})") from None
         start, end = source.start, source.end
@@ -399,6 +447,22 @@ class _Book:
                                   f"beyond {limits_text(self.limits)}")
         height = end[0] + 1 if end else 0
         return _sheet_rows(source, start, special), height
+
+    def _streamed(self, part: str) -> Iterator[list]:
+        """The rows of a large sheet, read from its XML a block at a time (lib.xlsx_stream)."""
+        from lib import xlsx_stream
+
+        try:
+            with self._zip() as archive:
+                if self._shared is None:
+                    self._shared = (xlsx_stream.shared_strings(archive), xlsx_stream.date_styles(archive),
+                                    xlsx_stream.uses_1904(archive))
+                strings, styles, is_1904 = self._shared
+                width = xlsx_stream.dimension_width(archive, part, self.limits.max_columns)
+                yield from xlsx_stream.stream_sheet(archive, part, strings, styles, is_1904, self.limits.max_columns,
+                                                    width, CellError, UNREADABLE)
+        except (xlsx_stream.SheetStructureError, zipfile.BadZipFile, zlib.error, EOFError, KeyError) as exc:
+            raise WorkbookRefused(f"{self.file_name}: the workbook cannot be read ({_first_line(exc)})") from None
 
 
 def limits_text(limits: ReadLimits) -> str:
@@ -553,7 +617,7 @@ def serve(stdin=None, stdout=None) -> int:
                        table.mapping, table.first_row, table.height))
         chunk: list[list] = []
         for cells in table.rows:
-            chunk.append(cells[:width])
+            chunk.append(cells[:width] if len(cells) >= width else [*cells, *[""] * (width - len(cells))])
             if len(chunk) >= request["chunk"]:
                 _send(stdout, ("rows", chunk))
                 chunk = []
