@@ -178,9 +178,10 @@ if export["unrecognised_headers"]:
 _mapping_editor(export["headers"], mapping, expanded=bool(export["unrecognised_headers"]))
 
 counts = plan["counts"]
+kept = plan.get("rows_kept")  # a preview stores the first rows of each outcome, not all (docs/IMPORT.md)
 st.subheader("Preview")
 metrics = st.columns(7)
-metrics[0].metric("Rows", number(len(plan["rows"])))
+metrics[0].metric("Rows", number(plan.get("rows_total", len(plan["rows"]))))
 for col, outcome in zip(metrics[1:], OUTCOMES, strict=True):
     col.metric(OUTCOME_LABELS[outcome], number(counts[COUNT_OF.get(outcome, outcome)]))
 
@@ -189,15 +190,21 @@ shown = st.multiselect("Show", list(OUTCOMES), default=["create", "update", "ski
 table = [r for r in plan["rows"] if r["outcome"] in shown][:SHOWN_ROWS]
 if table:
     st.dataframe(_shown(table), hide_index=True, width="stretch")
-    if len(table) == SHOWN_ROWS:
-        st.caption(f"First {number(SHOWN_ROWS)} rows shown.")
+    of_shown = sum(counts[COUNT_OF.get(o, o)] for o in shown)
+    if len(table) < of_shown:
+        each = f" ({number(kept)} of each outcome)" if kept else ""
+        st.caption(f"Showing the first {number(len(table))}{each} of {number(of_shown)} rows; the counts above are "
+                   "the whole file.")
 else:
     st.caption("No rows with these outcomes.")
 
 errors = plan["errors"]
 if errors:
-    st.subheader(f"Rejected and unmatched rows ({len(errors)})")
+    total_errors = plan.get("errors_total", len(errors))
+    st.subheader(f"Rejected and unmatched rows ({number(total_errors)})")
     st.dataframe(_shown(errors), hide_index=True, width="stretch")
+    if len(errors) < total_errors:
+        st.caption(f"Showing the first {number(len(errors))} of {number(total_errors)}; the error report has them all.")
     left, right = st.columns(2)
     stem = export["file_name"].rsplit(".", 1)[0]
     for col, fmt, mime in ((left, "xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),

@@ -106,21 +106,64 @@ class ImportPlan:
         for item in self.items:
             if outcomes is not None and item.outcome not in outcomes:
                 continue
-            src = item.source
-            values = src.values if src else {}
-            change_text = ", ".join(f"{f}: {_show(old)} → {_show(new)}" for f, (old, new) in item.changes.items())
-            out.append({
-                "row": item.row, "outcome": item.outcome,
-                "customer": self.customer_names.get(item.customer_id) if item.customer_id else (
-                    src.customer_name if src else None),
-                "subscription id": values.get("external_id"), "product": values.get("product"),
-                "quantity": values.get("quantity"), "unit price": values.get("unit_price"),
-                "interval": values.get("billing_interval"), "start date": values.get("start_date"),
-                "status": values.get("status"), "changes": change_text or None, "message": item.message,
-            })
+            out.append(display_row(item, self.customer_names))
             if limit is not None and len(out) >= limit:
                 break
         return out
+
+
+def display_row(item: PlannedRow, customer_names: dict[int, str]) -> dict:
+    """One planned row as the page's table shows it."""
+    src = item.source
+    values = src.values if src else {}
+    change_text = ", ".join(f"{f}: {_show(old)} → {_show(new)}" for f, (old, new) in item.changes.items())
+    return {
+        "row": item.row, "outcome": item.outcome,
+        "customer": customer_names.get(item.customer_id) if item.customer_id else (
+            src.customer_name if src else None),
+        "subscription id": values.get("external_id"), "product": values.get("product"),
+        "quantity": values.get("quantity"), "unit price": values.get("unit_price"),
+        "interval": values.get("billing_interval"), "start date": values.get("start_date"),
+        "status": values.get("status"), "changes": change_text or None, "message": item.message,
+    }
+
+
+PREVIEW_ROWS = 1000  # rows of each outcome a stored preview keeps for the page (and rejected/unmatched rows)
+
+
+class PlanTally:
+    """What a streamed plan keeps: the counts, and the first `keep` rows of each outcome and of the errors, so
+    memory follows the chunk, not the file (the error report files get every error: lib.import_report)."""
+
+    def __init__(self, customer_names: dict[int, str] | None = None, keep: int = PREVIEW_ROWS):
+        self.customer_names = customer_names if customer_names is not None else {}
+        self.keep = keep
+        self.rows = 0
+        self.counts = dict.fromkeys(COUNT_KEYS.values(), 0)
+        self.shown: dict[str, list[dict]] = {o: [] for o in OUTCOMES}
+        self.errors: list[dict] = []
+
+    def add(self, planned: list[PlannedRow]) -> None:
+        counts, shown, keep = self.counts, self.shown, self.keep
+        self.rows += len(planned)
+        for item in planned:
+            outcome = item.outcome
+            counts[COUNT_KEYS[outcome]] += 1
+            if keep and len(shown[outcome]) < keep:
+                shown[outcome].append(display_row(item, self.customer_names))
+            if outcome in ("rejected", "unmatched") and len(self.errors) < keep:
+                self.errors.append({"row": item.row, "message": item.message})
+
+    @property
+    def error_count(self) -> int:
+        return self.counts["rejected"] + self.counts["unmatched"]
+
+    def table(self) -> list[dict]:
+        """The rows kept, in file order."""
+        return sorted((r for rows in self.shown.values() for r in rows), key=lambda r: r["row"])
+
+    def stats(self, file_name: str, sheet: str) -> dict:
+        return {"file": file_name, "sheet": sheet, "rows": self.rows, **self.counts}
 
 
 def _show(value) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from lib.db import lost_connection, write_transaction
 from lib.errors import DatabaseLost
-from lib.import_report import error_report_csv, error_report_xlsx
+from lib.import_report import ErrorReportFiles
 from lib.job_plans import PlanUnusable, claim_plan, get_plan, store_plan, why_unusable
 from lib.job_worker import Progress, WorkerJob, jobs_dir, register
 from lib.jobs.import_subscriptions import ImportSubscriptionsJob
@@ -22,16 +22,14 @@ from lib.runs import Run, RunCancelled
 from lib.subscription_import import (
     ONE_PASS_CHUNK_ROWS,
     CustomerIndex,
-    ImportPlan,
-    PlannedRow,
     Planner,
     PlanOutdated,
+    PlanTally,
     SubscriptionIndex,
     _snapshot,
-    plan_import,
     write_planned_chunk,
 )
-from lib.subscription_rows import SubscriptionRow, iter_rows, open_export, read_export
+from lib.subscription_rows import iter_rows, open_export
 
 IMPORT_KIND = ImportSubscriptionsJob.kind
 
@@ -48,30 +46,39 @@ def _source(params: dict) -> dict:
 
 
 def _import_preview(engine: Engine, run: Run, params: dict) -> dict:
+    """Read, validate and plan the file a chunk at a time; store the counts, the first PREVIEW_ROWS rows of each
+    outcome and the first errors (the error report files get all of them): memory follows the chunk."""
     progress = Progress(run)
     progress(0, 0, "reading the workbook")
     src = _source(params)
-    export = read_export(src["source"], file_name=src["file_name"], sheet=src["sheet"], columns=src["columns"])
-    progress(0, len(export.rows), f"planning {len(export.rows):,} rows")
-    plan = plan_import(engine, export)
-    reports = jobs_dir() / "reports"
-    reports.mkdir(parents=True, exist_ok=True)
-    report_paths = {}
-    if plan.errors():
-        for fmt, build in (("xlsx", error_report_xlsx), ("csv", error_report_csv)):
-            path = reports / f"run-{run.id}-errors.{fmt}"
-            path.write_bytes(build(plan))
-            report_paths[fmt] = str(path)
+    opened = open_export(src["source"], file_name=src["file_name"], sheet=src["sheet"], columns=src["columns"])
+    table = opened.table
+    try:
+        with engine.connect() as conn:
+            snapshot = _snapshot(conn)
+            customers = CustomerIndex(conn)
+            planner = Planner(customers, SubscriptionIndex(conn), set(table.mapping))
+        tally = PlanTally(customers.names)
+        report = ErrorReportFiles(jobs_dir() / "reports", f"run-{run.id}-errors", list(table.mapping))
+        for chunk in iter_rows(table, ONE_PASS_CHUNK_ROWS):
+            planned = planner.plan(chunk)
+            tally.add(planned)
+            report.add(planned)
+            progress(tally.rows, table.height, f"planned {tally.rows:,} rows")
+        report_paths = report.close()
+    finally:
+        table.close()
     stored = {
-        "export": {"file_name": export.file_name, "sheet": export.sheet, "sheet_names": export.sheet_names,
-                   "header_row": export.header_row, "headers": export.headers, "mapping": export.mapping,
-                   "unrecognised_headers": export.unrecognised_headers},
-        "counts": plan.counts(), "rows": plan.table(), "errors": plan.errors(), "reports": report_paths,
+        "export": {"file_name": opened.file_name, "sheet": table.sheet, "sheet_names": opened.sheet_names,
+                   "header_row": table.header_row, "headers": table.headers, "mapping": table.mapping,
+                   "unrecognised_headers": table.unrecognised},
+        "counts": tally.counts, "rows": tally.table(), "errors": tally.errors, "reports": report_paths,
+        "rows_total": tally.rows, "errors_total": tally.error_count, "rows_kept": tally.keep,
     }
-    summary = {**plan.stats(), "errors": len(stored["errors"])}
+    summary = {**tally.stats(opened.file_name, table.sheet), "errors": tally.error_count}
     plan_id = store_plan(engine, IMPORT_KIND, run_id=run.id, user=run.user, parameters=params, summary=summary,
-                         plan=stored, fingerprint=json.dumps(plan.snapshot))
-    progress(len(plan.items), len(plan.items), "preview stored")
+                         plan=stored, fingerprint=json.dumps(snapshot))
+    progress(tally.rows, tally.rows, "preview stored")
     return {**summary, "plan_id": plan_id}
 
 
@@ -96,16 +103,13 @@ def import_in_chunks(engine: Engine, run: Run, opened, *, expected: tuple | None
     """
     table = opened.table
     total = table.height
-    rows: list[SubscriptionRow] = []
-    items: list[PlannedRow] = []
+    tally = PlanTally(keep=0)  # counts only: the stats at the end, whatever the file's length
     written = {"created": 0, "updated": 0}
     planner: Planner | None = None
-    customers: CustomerIndex | None = None
     snapshot: tuple = ()
 
     def result() -> dict:
-        plan = ImportPlan(opened.parsed(rows), items, customers.names if customers else {}, snapshot)
-        return {**plan.stats(), "rows_total": total, **written}
+        return {**tally.stats(opened.file_name, table.sheet), "rows_total": total, **written}
 
     try:
         for chunk in iter_rows(table, chunk_rows):
@@ -119,20 +123,19 @@ def import_in_chunks(engine: Engine, run: Run, opened, *, expected: tuple | None
                     planner = Planner(customers, SubscriptionIndex(conn), set(table.mapping))
                 planned = planner.plan(chunk)
                 created, updated = write_planned_chunk(conn, planned, run)
-            rows.extend(chunk)
-            items.extend(planned)
+            tally.add(planned)
             written["created"] += created
             written["updated"] += updated
-            progress(len(items), total, f"{len(items):,} of {total:,} rows: {written['created']:,} created, "
+            progress(tally.rows, total, f"{tally.rows:,} of {total:,} rows: {written['created']:,} created, "
                                         f"{written['updated']:,} updated")
     except RunCancelled as exc:
-        cancelled = RunCancelled(f"{exc} after {len(items):,} of {total:,} rows (those are kept; undo reverts them)")
+        cancelled = RunCancelled(f"{exc} after {tally.rows:,} of {total:,} rows (those are kept; undo reverts them)")
         cancelled.stats = result()
         raise cancelled from exc
     except Exception as exc:
         if not lost_connection(engine, exc):
             raise
-        lost = DatabaseLost(f"the database connection was lost during the import after {len(items):,} of {total:,} "
+        lost = DatabaseLost(f"the database connection was lost during the import after {tally.rows:,} of {total:,} "
                             f"rows; the {written['created']:,} created and {written['updated']:,} updated in "
                             "committed chunks are kept (undo reverts them)")
         lost.stats = result()
