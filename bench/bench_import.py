@@ -7,7 +7,10 @@ at most 3) the two ways to preview and apply:
 - one pass: `manage.py import-subscriptions FILE --apply`, which validates, plans and writes chunk by chunk in
   one transaction while PostgreSQL inserts the previous chunk;
 - two steps: the Import page's preview (read, validate, plan), then its Apply button (write the stored plan).
-Also the peak RSS of each (target: under 500 MB) and a re-import preview of the same file. Each measured step
+Also the peak RSS of each (target: under 500 MB) and a re-import preview of the same file, and the page's own
+path as its worker runs it: the preview (read, validate, plan a chunk at a time, store the counts and the first
+rows) and Apply (read the file again, plan and commit chunk by chunk), each in its own process, with the peak
+RSS of the reading child beside each (`--steps` picks steps; a million rows: `--steps calamine,one-pass,page`). Each measured step
 runs in its own fresh process (the file is generated in this one), so a peak RSS is that step's own, and each
 import writes into its own fresh schema (vacuumed and analysed, then a CHECKPOINT when the role may, and dropped
 once measured, so neither autovacuum nor a checkpoint lands inside a measured step). Uses BENCH_DATABASE_URL
@@ -48,6 +51,7 @@ HEADER = ["Kundenr", "Kunde", "CVR", "Abonnement ID", "Produkt", "Varenr", "Anta
 PRODUCTS = [(f"Produkt {n}", f"SKU-{n:03d}") for n in range(60)]
 INTERVALS = ["Måned", "Måned", "Måned", "Kvartal", "Halvår", "År"]
 STATUSES = ["Aktiv"] * 8 + ["Opsagt", "Pause"]
+STEPS = ("calamine", "one-pass", "two-step", "page")
 
 
 def customer_name(n: int) -> str:
@@ -97,7 +101,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(step: str, path: str, url: str) -> dict:
+def child(step: str, path: str, url: str, plan_id: int | None = None) -> dict:
     """One measured step in a fresh process, so its peak RSS is the step's own (not the file generator's)."""
     from lib.db import get_engine
     from lib.subscription_import import apply_plan, import_subscriptions, plan_import
@@ -113,6 +117,26 @@ def child(step: str, path: str, url: str) -> dict:
     elif step == "one-pass":
         _plan, out["result"] = import_subscriptions(engine, path, apply=True, user="bench", role="admin")
         out["seconds"] = time.perf_counter() - started
+    elif step in ("page-preview", "page-apply"):
+        from lib.job_plans import plan_for_run
+        from lib.job_worker import APPLY, PREVIEW, execute
+        from lib.runs import get_run, record_preview, start_run
+        from lib.worker_jobs import IMPORT_KIND
+
+        if step == "page-preview":
+            run = record_preview(engine, IMPORT_KIND, user="bench", parameters={
+                "action": PREVIEW, "role": "admin", "path": path, "file_name": Path(path).name})
+        else:
+            run = start_run(engine, IMPORT_KIND, user="bench", parameters={
+                "action": APPLY, "role": "admin", "plan_id": plan_id, "file_name": Path(path).name})
+        status = execute(engine, run.id)
+        out["seconds"] = time.perf_counter() - started
+        record = get_run(engine, run.id)
+        if status != "succeeded":
+            raise SystemExit(f"{step} ended {status}: {record['error']}")
+        out["result"] = {k: v for k, v in record["stats"].items() if k != "plan_id"}
+        if step == "page-preview":
+            out["plan_id"] = plan_for_run(engine, run.id)["id"]
     else:
         plan = plan_import(engine, read_export(path))
         out["preview"] = time.perf_counter() - started
@@ -122,16 +146,18 @@ def child(step: str, path: str, url: str) -> dict:
             out["apply"] = time.perf_counter() - started
         else:
             out["result"] = plan.summary()
-    out["result"] = {k: v if k != "errors" else len(v) for k, v in out.get("result", {}).items()}
+    out["result"] = {k: len(v) if k == "errors" and isinstance(v, list) else v for k, v in out.get("result", {}).items()}
     out["peak_mb"] = peak_rss_mb()
     out["reader_peak_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the parsing child
     return out
 
 
-def run_child(step: str, path: Path, url: str = "") -> dict:
+def run_child(step: str, path: Path, url: str = "", plan_id: int | None = None) -> dict:
     # a generated export of a million rows (inline strings) is larger than the default upload limit
-    env = {**os.environ, "IMPORT_MAX_FILE_MB": str(max(50, path.stat().st_size // (1 << 20) + 1))}
-    done = subprocess.run([sys.executable, __file__, "--child", step, "--file", str(path), "--url", url],
+    env = {**os.environ, "IMPORT_MAX_FILE_MB": str(max(50, path.stat().st_size // (1 << 20) + 1)),
+           "JOBS_DIR": str(path.parent / "bench-jobs")}
+    extra = ["--plan-id", str(plan_id)] if plan_id is not None else []
+    done = subprocess.run([sys.executable, __file__, "--child", step, "--file", str(path), "--url", url, *extra],
                           check=True, capture_output=True, text=True, env=env)
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -192,12 +218,16 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=1, help="measure this many times (each in fresh schemas)")
     parser.add_argument("--export", help="measure this generated export instead of generating one (same --rows)")
-    parser.add_argument("--child", choices=("calamine", "one-pass", "two-step", "reimport"), help=argparse.SUPPRESS)
+    parser.add_argument("--steps", default=",".join(STEPS),
+                        help=f"comma-separated steps to measure (default: all of {','.join(STEPS)})")
+    parser.add_argument("--child", choices=("calamine", "one-pass", "two-step", "reimport", "page-preview",
+                                            "page-apply"), help=argparse.SUPPRESS)
+    parser.add_argument("--plan-id", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--url", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.file, args.url)))
+        print(json.dumps(child(args.child, args.file, args.url, args.plan_id)))
         return 0
     schemas = Schemas(os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL), args.customers)
     try:
@@ -211,46 +241,71 @@ def main() -> int:
             for round_number in range(1, args.repeat + 1):
                 if args.repeat > 1:
                     print(f"--- run {round_number} of {args.repeat}")
-                measure(path, schemas)
+                measure(path, schemas, set(args.steps.split(",")))
     finally:
         schemas.drop()
     return 0
 
 
-def measure(path: Path, schemas: Schemas) -> None:
-    calamine = run_child("calamine", path)
-    one_pass_url = schemas.fresh()
-    schemas.checkpoint()
-    one_pass = run_child("one-pass", path, one_pass_url)
-    schemas.drop(one_pass_url)
-    two_step_url = schemas.fresh()
-    schemas.checkpoint()
-    two_step = run_child("two-step", path, two_step_url)
-    schemas.settle(two_step_url)  # as the re-import of next month's export would find it
-    schemas.checkpoint()
-    again = run_child("reimport", path, two_step_url)
-    schemas.drop(two_step_url)
+def measure(path: Path, schemas: Schemas, steps: set[str]) -> None:
+    unknown = steps - set(STEPS)
+    if unknown:
+        raise SystemExit(f"unknown steps: {', '.join(sorted(unknown))} (choose from {', '.join(STEPS)})")
+    print(f"host load average at start: {os.getloadavg()[0]:.1f} (2 cores shared with other jobs?)")
+    calamine = run_child("calamine", path) if "calamine" in steps else None
+    base = calamine["seconds"] if calamine else None
+    if calamine:
+        print(f"python-calamine read alone:         {base:6.2f} s, peak RSS {calamine['peak_mb']:.0f} MB")
 
-    result = one_pass["result"]
-    if result != two_step["result"] | {"run_id": result["run_id"]}:
-        raise SystemExit(f"the two ways disagree: {result} against {two_step['result']}")
-    base = calamine["seconds"]
-    preview_s, apply_s = two_step["preview"], two_step["apply"]
-    print(f"outcome: rows {result['rows']:,}, created {result['created']:,}, updated {result['updated']:,}, "
-          f"skipped_locked {result['skipped_locked']:,}, unmatched {result['unmatched']:,}, "
-          f"errors {result['errors']:,}")
-    print(f"python-calamine read alone:         {base:6.2f} s")
-    print(f"one pass (import-subscriptions --apply): {one_pass['seconds']:6.2f} s  ratio "
-          f"{one_pass['seconds'] / base:.2f} (target <= 3)")
-    print(f"two steps (page): preview {preview_s:.2f} s + apply {apply_s:.2f} s = {preview_s + apply_s:.2f} s  "
-          f"ratio {(preview_s + apply_s) / base:.2f}")
-    print(f"re-import preview:                  {again['preview']:6.2f} s  (created {again['result']['created']}, "
-          f"unchanged {again['result']['unchanged']:,})")
-    print(f"peak RSS: one pass {one_pass['peak_mb']:.0f} MB, two steps {two_step['peak_mb']:.0f} MB (target < 500; "
-          f"interpreter and libraries: {one_pass['rss_at_start_mb']:.0f} MB at start); calamine alone "
-          f"{calamine['peak_mb']:.0f} MB; re-import preview {again['peak_mb']:.0f} MB")
-    print(f"peak RSS of the reading child process: one pass {one_pass['reader_peak_mb']:.0f} MB, two steps "
-          f"{two_step['reader_peak_mb']:.0f} MB")
+    def ratio(seconds: float) -> str:
+        return f"  ratio {seconds / base:.2f}" if base else ""
+
+    one_pass = two_step = None
+    if "one-pass" in steps:
+        url = schemas.fresh()
+        schemas.checkpoint()
+        one_pass = run_child("one-pass", path, url)
+        schemas.drop(url)
+        print(f"one pass (import-subscriptions --apply): {one_pass['seconds']:6.2f} s{ratio(one_pass['seconds'])} "
+              f"(target <= 3); peak RSS {one_pass['peak_mb']:.0f} MB (interpreter and libraries: "
+              f"{one_pass['rss_at_start_mb']:.0f} MB at start), reading child {one_pass['reader_peak_mb']:.0f} MB")
+    if "two-step" in steps:
+        url = schemas.fresh()
+        schemas.checkpoint()
+        two_step = run_child("two-step", path, url)
+        schemas.settle(url)  # as the re-import of next month's export would find it
+        schemas.checkpoint()
+        again = run_child("reimport", path, url)
+        schemas.drop(url)
+        preview_s, apply_s = two_step["preview"], two_step["apply"]
+        print(f"two steps (plan_import + apply_plan): preview {preview_s:.2f} s + apply {apply_s:.2f} s = "
+              f"{preview_s + apply_s:.2f} s{ratio(preview_s + apply_s)}; peak RSS {two_step['peak_mb']:.0f} MB, "
+              f"reading child {two_step['reader_peak_mb']:.0f} MB")
+        print(f"re-import preview:                  {again['preview']:6.2f} s  (created {again['result']['created']}, "
+              f"unchanged {again['result']['unchanged']:,}); peak RSS {again['peak_mb']:.0f} MB")
+    if "page" in steps:
+        url = schemas.fresh()
+        schemas.checkpoint()
+        preview = run_child("page-preview", path, url)
+        schemas.checkpoint()
+        apply = run_child("page-apply", path, url, preview["plan_id"])
+        schemas.drop(url)
+        total = preview["seconds"] + apply["seconds"]
+        print(f"the page (worker): preview {preview['seconds']:.2f} s + Apply {apply['seconds']:.2f} s = {total:.2f} s"
+              f"{ratio(total)}")
+        print(f"  peak RSS: preview {preview['peak_mb']:.0f} MB (reading child {preview['reader_peak_mb']:.0f} MB), "
+              f"Apply {apply['peak_mb']:.0f} MB (reading child {apply['reader_peak_mb']:.0f} MB); target < 500")
+        r = apply["result"]
+        print(f"  outcome: rows {r['rows']:,}, created {r['created']:,}, updated {r['updated']:,}, "
+              f"skipped_locked {r['skipped_locked']:,}, unmatched {r['unmatched']:,}, rejected {r['rejected']:,}")
+    if one_pass and two_step:
+        result = one_pass["result"]
+        if result != two_step["result"] | {"run_id": result["run_id"]}:
+            raise SystemExit(f"the two ways disagree: {result} against {two_step['result']}")
+        print(f"outcome: rows {result['rows']:,}, created {result['created']:,}, updated {result['updated']:,}, "
+              f"skipped_locked {result['skipped_locked']:,}, unmatched {result['unmatched']:,}, "
+              f"errors {result['errors']:,}")
+    print(f"host load average at end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -79,8 +79,15 @@ class ImportPlan:
     items: list[PlannedRow]
     customer_names: dict[int, str]
     snapshot: tuple
+    tally: PlanTally | None = None  # the one pass counts as it goes and keeps only errors and updates in `items`
+
+    @property
+    def row_count(self) -> int:
+        return self.tally.rows if self.tally is not None else len(self.items)
 
     def counts(self) -> dict[str, int]:
+        if self.tally is not None:
+            return dict(self.tally.counts)
         out = dict.fromkeys(COUNT_KEYS.values(), 0)
         for item in self.items:
             out[COUNT_KEYS[item.outcome]] += 1
@@ -92,13 +99,13 @@ class ImportPlan:
     def summary(self, run_id: int | None = None, dry_run: bool = True) -> dict:
         """The command's JSON object (interface.md): counts, run_id, dry_run and errors."""
         counts = self.counts()
-        return {"run_id": run_id, "dry_run": dry_run, "rows": len(self.items), "created": counts["created"],
+        return {"run_id": run_id, "dry_run": dry_run, "rows": self.row_count, "created": counts["created"],
                 "updated": counts["updated"], "unchanged": counts["unchanged"],
                 "skipped_locked": counts["skipped_locked"], "unmatched": counts["unmatched"],
                 "errors": self.errors()}
 
     def stats(self) -> dict:
-        return {"file": self.export.file_name, "sheet": self.export.sheet, "rows": len(self.items), **self.counts()}
+        return {"file": self.export.file_name, "sheet": self.export.sheet, "rows": self.row_count, **self.counts()}
 
     def table(self, outcomes: set[str] | None = None, limit: int | None = None) -> list[dict]:
         """Display rows of the plan (optionally only some outcomes), one dict per data row."""
@@ -467,6 +474,7 @@ def write_in_one_pass(engine: Engine, opened: OpenedExport, run: Run, *, user: s
     table = opened.table
     total = table.height
     items: list[PlannedRow] = []
+    tally = PlanTally(keep=0)
 
     def report(done: int, message: str) -> None:
         if on_progress:
@@ -474,7 +482,7 @@ def write_in_one_pass(engine: Engine, opened: OpenedExport, run: Run, *, user: s
 
     try:
         if engine.dialect.name == "sqlite":  # commit chunk by chunk: other writers get in between
-            snapshot, customers = _one_pass_committing_chunks(engine, run, opened, items, report)
+            snapshot, customers = _one_pass_committing_chunks(engine, run, opened, items, tally, report)
         else:
             with write_transaction(engine) as conn:
                 snapshot = _snapshot(conn)
@@ -486,8 +494,8 @@ def write_in_one_pass(engine: Engine, opened: OpenedExport, run: Run, *, user: s
                         creates = [i.values for i in planned if i.outcome == "create"]
                         if creates:
                             inserts.put(creates)
-                        items.extend(map(_kept, planned))
-                        report(len(items), f"planned {len(items):,} rows, {inserts.written:,} subscriptions created so far")
+                        _keep(planned, items, tally)
+                        report(tally.rows, f"planned {tally.rows:,} rows, {inserts.written:,} subscriptions created so far")
                 updates = _updates(items)
                 for updated in _update_in_batches(conn, updates, run_id=run.id, user=user):
                     report(total, f"updated {updated:,} of {len(updates):,} subscriptions")
@@ -495,22 +503,26 @@ def write_in_one_pass(engine: Engine, opened: OpenedExport, run: Run, *, user: s
         table.close()
         if not lost_connection(engine, exc):
             raise
-        raise _lost(run, opened, len(items), exc) from exc
+        raise _lost(run, opened, tally.rows, exc) from exc
     report(total, "done")
-    return ImportPlan(opened.parsed([]), items, customers.names, snapshot)  # the rows are not kept (`_kept`)
+    return ImportPlan(opened.parsed([]), items, customers.names, snapshot, tally)  # the rows are not kept
 
 
-def _kept(item: PlannedRow) -> PlannedRow:
-    """What the one pass keeps of a written row: its outcome and message (the summary, the run's statistics),
-    not its cells and values, so memory follows the chunk, not the file. Updates stay whole: they are written
-    at the end on PostgreSQL, and they are few."""
-    if item.outcome == "update":
-        return item
-    return PlannedRow(item.row, item.outcome, item.customer_id, item.subscription_id, message=item.message)
+def _keep(planned: list[PlannedRow], items: list[PlannedRow], tally: PlanTally) -> None:
+    """What the one pass keeps of a written chunk: its counts, and the rejected and unmatched rows' outcome and
+    message (the summary's errors), not the rows created or unchanged, so memory follows the chunk, not the
+    file. Updates stay whole: they are written at the end on PostgreSQL."""
+    tally.add(planned)
+    for item in planned:
+        if item.outcome == "update":
+            items.append(item)
+        elif item.outcome in ("rejected", "unmatched"):
+            items.append(PlannedRow(item.row, item.outcome, item.customer_id, item.subscription_id,
+                                    message=item.message))
 
 
 def _one_pass_committing_chunks(engine: Engine, run, opened: OpenedExport, items: list[PlannedRow],
-                                report: Callable[[int, str], None]) -> tuple[tuple, CustomerIndex]:
+                                tally: PlanTally, report: Callable[[int, str], None]) -> tuple[tuple, CustomerIndex]:
     """The one pass on SQLite: each chunk's creates and updates in their own write transaction, so the write
     lock is free between chunks (a customer edit waits for one chunk, not the whole file). The indexes are
     read once, in the first chunk's transaction. A failure keeps the chunks committed before it (the run's
@@ -528,11 +540,11 @@ def _one_pass_committing_chunks(engine: Engine, run, opened: OpenedExport, items
                 planner = Planner(customers, SubscriptionIndex(conn), set(table.mapping))
             planned = planner.plan(chunk)
             created, updated = write_planned_chunk(conn, planned, run)
-        items.extend(map(_kept, planned))
+        _keep(planned, items, tally)
         written["created"] += created
         written["updated"] += updated
-        run.stats = {"file": opened.file_name, "sheet": table.sheet, "rows_committed": len(items), **written}
-        report(len(items), f"{len(items):,} rows planned and committed: {written['created']:,} created, "
+        run.stats = {"file": opened.file_name, "sheet": table.sheet, "rows_committed": tally.rows, **written}
+        report(tally.rows, f"{tally.rows:,} rows planned and committed: {written['created']:,} created, "
                            f"{written['updated']:,} updated")
     if planner is None:  # no data rows after all: still read the indexes for the plan's names
         with engine.connect() as conn:
