@@ -51,7 +51,7 @@ HEADER = ["Kundenr", "Kunde", "CVR", "Abonnement ID", "Produkt", "Varenr", "Anta
 PRODUCTS = [(f"Produkt {n}", f"SKU-{n:03d}") for n in range(60)]
 INTERVALS = ["Måned", "Måned", "Måned", "Kvartal", "Halvår", "År"]
 STATUSES = ["Aktiv"] * 8 + ["Opsagt", "Pause"]
-STEPS = ("calamine", "one-pass", "two-step", "page")
+STEPS = ("calamine", "readers", "one-pass", "two-step", "page")
 
 
 def customer_name(n: int) -> str:
@@ -114,6 +114,16 @@ def child(step: str, path: str, url: str, plan_id: int | None = None) -> dict:
         rows = CalamineWorkbook.from_path(path).get_sheet_by_name("Abonnementer").to_python()
         out["seconds"] = time.perf_counter() - started
         out["rows"] = len(rows)
+    elif step in ("read-calamine", "read-streamed"):
+        from dataclasses import replace
+
+        from lib.excel_reader import ReadLimits, read_table
+        from lib.subscription_rows import HEADER_SPEC
+
+        limits = replace(ReadLimits.from_settings(), stream_from_rows=0 if step == "read-streamed" else 10**9)
+        _names, table = read_table(path, HEADER_SPEC, limits=limits)
+        out["rows"] = sum(1 for _ in table.rows)
+        out["seconds"] = time.perf_counter() - started
     elif step == "one-pass":
         _plan, out["result"] = import_subscriptions(engine, path, apply=True, user="bench", role="admin")
         out["seconds"] = time.perf_counter() - started
@@ -220,8 +230,8 @@ def main() -> int:
     parser.add_argument("--export", help="measure this generated export instead of generating one (same --rows)")
     parser.add_argument("--steps", default=",".join(STEPS),
                         help=f"comma-separated steps to measure (default: all of {','.join(STEPS)})")
-    parser.add_argument("--child", choices=("calamine", "one-pass", "two-step", "reimport", "page-preview",
-                                            "page-apply"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("calamine", "read-calamine", "read-streamed", "one-pass", "two-step",
+                                            "reimport", "page-preview", "page-apply"), help=argparse.SUPPRESS)
     parser.add_argument("--plan-id", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--url", default="", help=argparse.SUPPRESS)
@@ -260,6 +270,11 @@ def measure(path: Path, schemas: Schemas, steps: set[str]) -> None:
     def ratio(seconds: float) -> str:
         return f"  ratio {seconds / base:.2f}" if base else ""
 
+    if "readers" in steps:  # the reading child alone, both ways (IMPORT_STREAM_FROM_ROWS picks one)
+        for way in ("read-calamine", "read-streamed"):
+            read = run_child(way, path)
+            print(f"{way} in the reading child: {read['seconds']:6.2f} s{ratio(read['seconds'])}, {read['rows']:,} rows; "
+                  f"child peak RSS {read['reader_peak_mb']:.0f} MB")
     one_pass = two_step = None
     if "one-pass" in steps:
         url = schemas.fresh()
