@@ -4,7 +4,8 @@ Everything that touches the file runs in a child process (`read_table`, `read_fi
 and a CPU-time limit, so a crash or a runaway allocation in the parser ends the child, never the caller; the
 caller gets `WorkbookRefused` ("file refused: …") and the rows, already cut to the columns it reads, a chunk
 at a time. In the child, cells are read with python-calamine, which returns the values Excel cached and never
-evaluates formulas. Before calamine sees the file, the zip is checked against decompression bombs and the OLE2
+evaluates formulas; a sheet of IMPORT_STREAM_FROM_ROWS rows or more is read by lib.xlsx_stream instead, a block
+of XML at a time, with the same values (calamine would hold the whole sheet). Before calamine sees the file, the zip is checked against decompression bombs and the OLE2
 container that encrypted workbooks and .xls files use is recognised; before calamine loads a sheet (it allocates
 the whole rectangle up to the furthest cell), the sheet's XML is scanned for cell references beyond the row and
 column limits, and for error cells and NaN/infinity, which calamine would return as empty cells or dates.
