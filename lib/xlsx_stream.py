@@ -25,12 +25,13 @@ _BUILTIN_DATES = {14, 15, 16, 17, 18, 19, 20, 21, 22, 45, 47}
 _BUILTIN_DURATIONS = {46}
 
 _P = rb"(?:[\w.-]+:)?"  # an element's namespace prefix, if the writer used one
-# a row; the usual cell as Excel and openpyxl write it (a value or an inline string); any other cell
+# a row; the usual cell as Excel and openpyxl write it (a value or an inline string); any other cell, whose
+# content may not run into the next cell or row (an unclosed <c> is skipped, never read to the next </c>)
 _ROW_OR_CELL = re.compile(
     rb'<(?:' + _P + rb'(row)\b(?:\s+r="([0-9]{1,9})")?([^>]*)>'
     rb'|c r="([A-Z]{1,3})[0-9]{1,7}"(?: s="([0-9]{1,9})")?(?: t="([a-zA-Z]{1,9})")?>'
     rb'(?:<v>([^<]*)</v>|<is><t>([^<]*)</t></is>)</c>'
-    rb'|' + _P + rb'c\b([^>]*?)(?:/>|>(.*?)</' + _P + rb'c>))', re.S)
+    rb'|' + _P + rb'c\b([^>]*?)(?:/>|>((?:[^<]|<(?!/?' + _P + rb'(?:c|row)\b))*)</' + _P + rb'c>))', re.S)
 _groups = re.Match.groups
 _ROW_NUMBER = re.compile(rb"""\br\s*=\s*["']([0-9]{1,9})["']""")
 _ATTR = re.compile(rb"""([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
@@ -38,7 +39,7 @@ _REF = re.compile(rb"([A-Za-z]{1,3})([0-9]{1,7})")
 _VALUE = re.compile(rb"<" + _P + rb"v\b[^>]*?(?:/>|>(.*?)</" + _P + rb"v>)", re.S)
 _TEXT = re.compile(rb"<" + _P + rb"t\b[^>]*?(?:/>|>(.*?)</" + _P + rb"t>)", re.S)
 _PHONETIC = re.compile(rb"<" + _P + rb"rPh\b.*?</" + _P + rb"rPh>", re.S)
-_SI = re.compile(rb"<" + _P + rb"si\b[^>]*?(?:/>|>(.*?)</" + _P + rb"si>)", re.S)
+_SI = re.compile(rb"<" + _P + rb"si\b[^>]*?(?:/>|>((?:[^<]|<(?!/?" + _P + rb"si\b))*)</" + _P + rb"si>)", re.S)
 _ESCAPED = re.compile(r"_x([0-9A-Fa-f]{4})_")
 _SHEET_DATA_END = re.compile(rb"</" + _P + rb"sheetData>")
 

@@ -200,3 +200,13 @@ def test_a_long_sheet_is_streamed_within_a_memory_limit_calamine_exceeds(tmp_pat
     assert count == 200_000
     assert last[:2] == [1000 + 200_001 % 900, "Kunde 200001 ApS"]
     assert last[9] == date(1899, 12, 30) + timedelta(days=44000 + 200_001 % 2000)
+
+
+def test_an_unclosed_cell_is_skipped_not_read_into_the_next_rows():
+    """A cell without its </c> would otherwise swallow everything up to the next row's </c> (and with none
+    after it, make every later cell search the rest of the block)."""
+    cells = "".join(f'<c r="A{n}" t="str"><v>1</v>' for n in range(2, 2000))
+    xml = _sheet_xml(f'<row r="1">{HEADER_CELLS}</row><row r="2">{cells}</row><row r="3"><c r="A3"><v>7</v></c>'
+                     '<c r="E3" t="inlineStr"><is><t>Produkt</t></is></c></row>')
+    _names, table = read_table(workbook_with_sheet(xml), HEADER_SPEC, limits=STREAMED)
+    assert [row[:5] for row in table.rows] == [["", "", "", "", ""], [7.0, "", "", "", "Produkt"]]
