@@ -60,12 +60,14 @@ def _import_preview(engine: Engine, run: Run, params: dict) -> dict:
             planner = Planner(customers, SubscriptionIndex(conn), set(table.mapping))
         tally = PlanTally(customers.names)
         report = ErrorReportFiles(jobs_dir() / "reports", f"run-{run.id}-errors", list(table.mapping))
-        for chunk in iter_rows(table, ONE_PASS_CHUNK_ROWS):
-            planned = planner.plan(chunk)
-            tally.add(planned)
-            report.add(planned)
-            progress(tally.rows, table.height, f"planned {tally.rows:,} rows")
-        report_paths = report.close()
+        try:
+            for chunk in iter_rows(table, ONE_PASS_CHUNK_ROWS):
+                planned = planner.plan(chunk)
+                tally.add(planned)
+                report.add(planned)
+                progress(tally.rows, table.height, f"planned {tally.rows:,} rows")
+        finally:
+            report_paths = report.close()  # a failed preview's partial report is closed too (never offered)
     finally:
         table.close()
     stored = {
