@@ -14,10 +14,11 @@ from __future__ import annotations
 import re
 import zipfile
 from collections.abc import Iterator
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from html import unescape
 
 BLOCK_BYTES = 1 << 20
+MAX_ELEMENT_BYTES = 64 << 20  # one row (or shared string) this long is not an export's: refused, not buffered
 _EPOCH = datetime(1899, 12, 30)
 _EPOCH_1904 = datetime(1904, 1, 1)
 _MAX_MS = 2**63 - 1
@@ -48,6 +49,13 @@ class SheetStructureError(ValueError):
     """The worksheet XML is not what a worksheet looks like (the caller turns it into a refusal)."""
 
 
+def _bounded(tail: bytes, what: str) -> bytes:
+    """The unfinished element carried to the next block, refused when it passes MAX_ELEMENT_BYTES."""
+    if len(tail) > MAX_ELEMENT_BYTES:
+        raise SheetStructureError(f"a {what} longer than {MAX_ELEMENT_BYTES >> 20} MB")
+    return tail
+
+
 def _attributes(text: bytes) -> dict[bytes, bytes]:
     return {name.rsplit(b":", 1)[-1]: a if a is not None else b for name, a, b in _ATTR.findall(text)}
 
@@ -73,7 +81,8 @@ def _rich_text(content: bytes) -> str:
 
 
 def shared_strings(archive: zipfile.ZipFile, name: str = "xl/sharedStrings.xml") -> list[str]:
-    """The workbook's shared strings, read a block at a time ([] when it has none)."""
+    """The workbook's shared strings, read a block at a time ([] when it has none). Read at the usual name, as
+    python-calamine reads them; a cell pointing past them refuses the sheet in both readers."""
     try:
         stream = archive.open(name)
     except KeyError:
@@ -88,7 +97,7 @@ def shared_strings(archive: zipfile.ZipFile, name: str = "xl/sharedStrings.xml")
             if cut < 3:
                 cut = 0
             out.extend(_rich_text(content or b"") for content in _SI.findall(buf, 0, cut))
-            tail = buf[cut:]
+            tail = _bounded(buf[cut:], "shared string")
             if not data:
                 return out
 
@@ -262,7 +271,7 @@ def stream_sheet(archive: zipfile.ZipFile, part: str, strings: list[str], styles
             if data:
                 cut = buf.rfind(b"row>") + 4
                 if cut < 4:
-                    tail = buf
+                    tail = _bounded(buf, "row")
                     continue
                 buf, tail = buf[:cut], buf[cut:]
             for number, cells in _rows(buf, strings, styles, is_1904, max_columns, width, error_type, unreadable,
@@ -328,7 +337,7 @@ def _rows(buf: bytes, strings: list[str], styles: dict[int, str], is_1904: bool,
                 try:
                     value = strings[int(number)]
                 except (ValueError, IndexError):
-                    continue
+                    raise SheetStructureError(f"cell string index {number[:20]!r} not in the shared strings") from None
             else:
                 value = _value(number, kind, style, b"<v>" + number + b"</v>", strings, styles, is_1904,
                                error_type)
@@ -392,7 +401,7 @@ def _value(raw: bytes | None, kind: bytes | None, style: bytes | None, content: 
         try:
             return strings[int(raw)]
         except (ValueError, IndexError):
-            return ""
+            raise SheetStructureError(f"cell string index {raw[:20]!r} not in the shared strings") from None
     if kind == b"inlineStr":
         found = re.search(rb"<" + _P + rb"is\b[^>]*>(.*?)</" + _P + rb"is>", content, re.S)
         return _rich_text(found.group(1)) if found else ""
@@ -416,6 +425,3 @@ def dimension_width(archive: zipfile.ZipFile, part: str, max_columns: int) -> in
                       head)
     return min(_column(found.group(1)) + 1, max_columns) if found else 0
 
-
-def date_value(value: object) -> bool:
-    return isinstance(value, date | time | timedelta)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook
 
+from lib.errors import InputError
 from lib.excel_reader import ReadLimits, WorkbookRefused, read_table
 from lib.subscription_rows import HEADER_SPEC, PREFERRED_SHEET, read_export
 from lib.xlsx_stream import is_date_format
@@ -210,3 +211,12 @@ def test_an_unclosed_cell_is_skipped_not_read_into_the_next_rows():
                      '<c r="E3" t="inlineStr"><is><t>Produkt</t></is></c></row>')
     _names, table = read_table(workbook_with_sheet(xml), HEADER_SPEC, limits=STREAMED)
     assert [row[:5] for row in table.rows] == [["", "", "", "", ""], [7.0, "", "", "", "Produkt"]]
+
+
+def test_a_cell_pointing_past_the_shared_strings_is_refused_by_both_readers():
+    xml = _sheet_xml(f'<row r="1">{HEADER_CELLS}</row><row r="2"><c r="A2"><v>7</v></c><c r="E2" t="s"><v>5</v></c>'
+                     '</row>')
+    for limits in (CALAMINE, STREAMED):
+        with pytest.raises(InputError, match="cannot be read"):
+            _names, table = read_table(workbook_with_sheet(xml, ["<t>Produkt</t>"]), HEADER_SPEC, limits=limits)
+            list(table.rows)
