@@ -22,7 +22,7 @@ UNMATCHED = PREVIEW_ROWS + 200
 REJECTED = 40
 
 
-def _rows() -> list[list]:
+def long_export_rows() -> list[list]:
     rows = []
     for n in range(CREATES):
         rows.append([1001 + n % 3, None, None, f"S{n}", "Produkt", None, 1, 10, "Måned", date(2024, 1, 1), None,
@@ -39,7 +39,7 @@ def _rows() -> list[list]:
 def test_a_preview_stores_the_first_rows_and_counts_and_reports_every_error(engine, tmp_path, monkeypatch):
     monkeypatch.setenv("JOBS_DIR", str(tmp_path / "jobs"))
     seed_sample_customers(engine)
-    path = write_xlsx(tmp_path / "big.xlsx", {"Abonnementer": [DANISH_HEADER, *_rows()]})
+    path = write_xlsx(tmp_path / "big.xlsx", {"Abonnementer": [DANISH_HEADER, *long_export_rows()]})
     preview = record_preview(engine, IMPORT_KIND, user="anna", parameters={
         "action": PREVIEW, "role": "operator", "path": str(path), "file_name": "big.xlsx"})
     assert execute(engine, preview.id) == "succeeded"

@@ -7,7 +7,8 @@ from sqlalchemy import text
 from lib.runs import list_runs
 from tests.apptest import app, no_exception, texts
 from tests.jobs_wait import settle
-from tests.test_excel_reader import sample, xlsx_bytes
+from tests.test_excel_reader import DANISH_HEADER, sample, xlsx_bytes
+from tests.test_import_preview_bounded import CREATES, REJECTED, UNMATCHED, long_export_rows
 from tests.test_subscription_import import seed_sample_customers
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -95,3 +96,18 @@ def test_subscriptions_page_totals_and_filters(engine):
     at.selectbox(key="subs_status").set_value("cancelled").run()
     no_exception(at)
     assert "Subscriptions=1" in texts(at) and "MRR=0,00 kr." in texts(at)
+
+
+def test_a_long_preview_shows_its_first_rows_and_says_so(engine):
+    """The stored preview keeps the first rows of each outcome (lib.subscription_import.PREVIEW_ROWS); the page
+    counts the whole file and says how much of it the table and the error list show."""
+    seed_sample_customers(engine)
+    data = xlsx_bytes({"Abonnementer": [DANISH_HEADER, *long_export_rows()]})
+    at = no_exception(app("app_pages/import_subscriptions.py").run())
+    at.file_uploader(key="import_file").upload("long.xlsx", data, XLSX).run()
+    shown = texts(no_exception(settle(at, engine)))
+    total = CREATES + UNMATCHED + REJECTED
+    assert f"Rows={total:,}".replace(",", ".") in shown and f"Create={CREATES:,}".replace(",", ".") in shown
+    assert "Showing the first 1.000 (1.000 of each outcome) of 1.300 rows; the counts above are the whole file." in shown
+    assert "Showing the first 1.000 of 1.240; the error report has them all." in shown
+    assert len(at.dataframe[-1].value) == 1000
