@@ -23,6 +23,7 @@ REJECTED = 40
 
 
 def long_export_rows() -> list[list]:
+    """More creates and unmatched rows than a preview keeps of each, then rejected rows (formula-like price)."""
     rows = []
     for n in range(CREATES):
         rows.append([1001 + n % 3, None, None, f"S{n}", "Produkt", None, 1, 10, "Måned", date(2024, 1, 1), None,
