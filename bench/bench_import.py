@@ -51,7 +51,7 @@ HEADER = ["Kundenr", "Kunde", "CVR", "Abonnement ID", "Produkt", "Varenr", "Anta
 PRODUCTS = [(f"Produkt {n}", f"SKU-{n:03d}") for n in range(60)]
 INTERVALS = ["Måned", "Måned", "Måned", "Kvartal", "Halvår", "År"]
 STATUSES = ["Aktiv"] * 8 + ["Opsagt", "Pause"]
-STEPS = ("calamine", "readers", "one-pass", "two-step", "page")
+STEPS = ("calamine", "readers", "one-pass", "two-step", "page", "cli-preview")
 
 
 def customer_name(n: int) -> str:
@@ -123,6 +123,13 @@ def child(step: str, path: str, url: str, plan_id: int | None = None) -> dict:
         limits = replace(ReadLimits.from_settings(), stream_from_rows=0 if step == "read-streamed" else 10**9)
         _names, table = read_table(path, HEADER_SPEC, limits=limits)
         out["rows"] = sum(1 for _ in table.rows)
+        out["seconds"] = time.perf_counter() - started
+    elif step == "cli-preview":  # `import-subscriptions FILE` without --apply: counts and errors only
+        from lib.jobs import runner
+        from lib.roles import Actor
+
+        _plan, out["result"] = runner.preview("import-subscriptions", {"file": path, "sheet": None, "file_name": None},
+                                              Actor("bench", "admin"), engine=engine)
         out["seconds"] = time.perf_counter() - started
     elif step == "one-pass":
         _plan, out["result"] = import_subscriptions(engine, path, apply=True, user="bench", role="admin")
@@ -231,7 +238,8 @@ def main() -> int:
     parser.add_argument("--steps", default=",".join(STEPS),
                         help=f"comma-separated steps to measure (default: all of {','.join(STEPS)})")
     parser.add_argument("--child", choices=("calamine", "read-calamine", "read-streamed", "one-pass", "two-step",
-                                            "reimport", "page-preview", "page-apply"), help=argparse.SUPPRESS)
+                                            "reimport", "page-preview", "page-apply", "cli-preview"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--plan-id", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--url", default="", help=argparse.SUPPRESS)
@@ -313,6 +321,14 @@ def measure(path: Path, schemas: Schemas, steps: set[str]) -> None:
         r = apply["result"]
         print(f"  outcome: rows {r['rows']:,}, created {r['created']:,}, updated {r['updated']:,}, "
               f"skipped_locked {r['skipped_locked']:,}, unmatched {r['unmatched']:,}, rejected {r['rejected']:,}")
+    if "cli-preview" in steps:
+        url = schemas.fresh()
+        preview = run_child("cli-preview", path, url)
+        schemas.drop(url)
+        print(f"the command line's preview (import-subscriptions FILE): {preview['seconds']:.2f} s"
+              f"{ratio(preview['seconds'])}; peak RSS {preview['peak_mb']:.0f} MB, reading child "
+              f"{preview['reader_peak_mb']:.0f} MB; {preview['result']['rows']:,} rows, "
+              f"{preview['result']['errors']:,} errors listed")
     if one_pass and two_step:
         result = one_pass["result"]
         if result != two_step["result"] | {"run_id": result["run_id"]}:

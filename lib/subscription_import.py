@@ -326,6 +326,25 @@ def plan_import(engine: Engine, export: ParsedExport) -> ImportPlan:
     return ImportPlan(export, items, customers.names, snapshot)
 
 
+def preview_import(engine: Engine, opened: OpenedExport) -> ImportPlan:
+    """The command line's preview: the counts and the rejected and unmatched rows (what its JSON lists), planned
+    a chunk at a time, so memory follows the chunk, not the file. Such a plan only reports: `plan_import` makes
+    one that `apply_plan` can write."""
+    table = opened.table
+    items: list[PlannedRow] = []
+    tally = PlanTally(keep=0)
+    try:
+        with engine.connect() as conn:
+            snapshot = _snapshot(conn)
+            customers = CustomerIndex(conn)
+            planner = Planner(customers, SubscriptionIndex(conn), set(table.mapping))
+        for chunk in iter_rows(table, ONE_PASS_CHUNK_ROWS):
+            _keep(planner.plan(chunk), items, tally, updates=False)
+    finally:
+        table.close()
+    return ImportPlan(opened.parsed([]), items, customers.names, snapshot, tally)
+
+
 def _plan_rows(export: ParsedExport, customers: CustomerIndex, subscriptions: SubscriptionIndex) -> list[PlannedRow]:
     return Planner(customers, subscriptions, export.fields_present).plan(export.rows)
 
@@ -508,13 +527,13 @@ def write_in_one_pass(engine: Engine, opened: OpenedExport, run: Run, *, user: s
     return ImportPlan(opened.parsed([]), items, customers.names, snapshot, tally)  # the rows are not kept
 
 
-def _keep(planned: list[PlannedRow], items: list[PlannedRow], tally: PlanTally) -> None:
+def _keep(planned: list[PlannedRow], items: list[PlannedRow], tally: PlanTally, updates: bool = True) -> None:
     """What the one pass keeps of a written chunk: its counts, and the rejected and unmatched rows' outcome and
     message (the summary's errors), not the rows created or unchanged, so memory follows the chunk, not the
-    file. Updates stay whole: they are written at the end on PostgreSQL."""
+    file. Updates stay whole (unless `updates` is false): they are written at the end on PostgreSQL."""
     tally.add(planned)
     for item in planned:
-        if item.outcome == "update":
+        if item.outcome == "update" and updates:
             items.append(item)
         elif item.outcome in ("rejected", "unmatched"):
             items.append(PlannedRow(item.row, item.outcome, item.customer_id, item.subscription_id,

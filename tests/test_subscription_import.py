@@ -18,8 +18,8 @@ from lib.customers import create_customer, set_subscriptions_locked
 from lib.errors import NotAllowed
 from lib.import_report import error_report_csv, error_report_xlsx, neutralize
 from lib.runs import get_run, list_runs, undo_run
-from lib.subscription_import import PlanOutdated, apply_plan, import_subscriptions, plan_import
-from lib.subscription_rows import read_export
+from lib.subscription_import import PlanOutdated, apply_plan, import_subscriptions, plan_import, preview_import
+from lib.subscription_rows import open_export, read_export
 from tests.test_excel_reader import sample, write_xlsx
 
 HEADER = ["Kundenr", "Kunde", "CVR", "Abonnement ID", "Produkt", "Antal", "Enhedspris", "Interval", "Startdato",
@@ -346,3 +346,22 @@ def test_one_pass_apply_that_fails_midway(engine, tmp_path, monkeypatch):
         undo_run(engine, failed["run_id"], user=ADMIN["user"], role="operator")
         after = counts(engine)
     assert after["subscriptions"] == before["subscriptions"]
+
+
+def test_the_command_line_preview_counts_a_chunk_at_a_time_and_says_what_the_whole_plan_says(engine, tmp_path,
+                                                                                             capsys):
+    """`import-subscriptions FILE` keeps only counts and errors (memory follows the chunk); its JSON is the one
+    the library's applicable preview gives, over more than one chunk."""
+    from tests.test_excel_reader import DANISH_HEADER
+    from tests.test_import_preview_bounded import long_export_rows
+
+    seed_sample_customers(engine)
+    path = write_xlsx(tmp_path / "long.xlsx", {"Abonnementer": [DANISH_HEADER, *long_export_rows()]})
+    plan, whole = import_subscriptions(engine, path)
+    assert main(["import-subscriptions", str(path), "--json"]) == 0
+    streamed = json.loads(capsys.readouterr().out)
+    assert streamed == json.loads(json.dumps(whole, default=str))
+    assert streamed["rows"] == 2540 and len(streamed["errors"]) == 1240 and plan.tally is None
+    counted = preview_import(engine, open_export(path))
+    assert (counted.row_count, len(counted.items)) == (2540, 1240)  # the errors only, not a row per row
+    assert counted.summary() == plan.summary()

@@ -21,6 +21,7 @@ from lib.subscription_import import (
     ImportPlan,
     check_plan_current,
     plan_import,
+    preview_import,
     write_in_one_pass,
     write_plan,
 )
@@ -42,9 +43,10 @@ class ImportSubscriptionsJob(Job):
     key_field = "row"
     plan_in_run = True  # --apply validates, plans and writes in one pass, inside the run
 
-    def __init__(self, source: Path | str | bytes | None = None):
+    def __init__(self, source: Path | str | bytes | None = None, keep_plan: bool = False):
         self.source = source  # bytes of an upload (the page); else params["file"], a path
         self.opened: OpenedExport | None = None
+        self.keep_plan = keep_plan  # the library's preview is applied later; the command's only reports
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("file", metavar="FILE", help="the .xlsx or .xlsm export")
@@ -62,6 +64,8 @@ class ImportSubscriptionsJob(Job):
 
     def plan(self, ctx: JobContext, *, file: str | None = None, sheet: str | None = None,
              file_name: str | None = None, **_ignored) -> Plan:
+        if ctx.dry_run and not self.keep_plan:  # counted a chunk at a time: memory follows the chunk
+            return as_plan(preview_import(ctx.engine, open_export(self._source(file), file_name=file_name, sheet=sheet)))
         native = plan_import(ctx.engine, read_export(self._source(file), file_name=file_name, sheet=sheet))
         return as_plan(native)
 
@@ -124,7 +128,7 @@ def run_import(engine: Engine, source: Path | str | bytes, *, file_name: str | N
                apply: bool = False, actor: Actor, on_progress: ProgressCallback | None = None
                ) -> tuple[ImportPlan, dict]:
     """Read, plan and (with `apply`, in one pass) write; the plan and the summary (interface.md JSON keys)."""
-    job = ImportSubscriptionsJob(source)
+    job = ImportSubscriptionsJob(source, keep_plan=True)
     params = {"file": str(source) if isinstance(source, str | Path) else None, "sheet": sheet, "file_name": file_name}
     if apply:
         plan, payload = runner.apply(job.kind, params, (), actor, engine=engine, on_progress=on_progress, job=job)
