@@ -393,7 +393,7 @@ def _value(raw: bytes | None, kind: bytes | None, style: bytes | None, content: 
             return ""
         if number != number or number in (float("inf"), float("-inf")):
             return error_type("#NUM!")
-        date_kind = styles.get(int(style)) if style is not None and styles else None
+        date_kind = styles.get(int(style)) if style is not None and style.isdigit() and styles else None
         return serial_value(number, date_kind, is_1904) if date_kind else number
     if kind == b"s":
         if raw is None:

@@ -126,6 +126,8 @@ def test_cells_of_every_kind_read_the_same_both_ways():
                 '<c r="G15"><v>1</v></c><c r="J15" s="1"><v>45300</v></c></row>')  # no row number; a cell without r
     rows.append('<row r="17" spans="1:13" ht="15"><c s="0" t="s" r="E17"><v>1</v></c><c t="n" r="G17"><v>2</v></c>'
                 '<c r="J17" s="1"><v>45301</v></c><c r="A17"><v>1001</v></c></row>')  # attributes in any order
+    rows.append('<row r="18"><c r="A18"><v>1002</v></c><c r="E18" t="s"><v>0</v></c><c r="G18" s="x"><v>3</v></c>'
+                '<c r="J18" s="1"><v>45302</v></c></row>')  # a style that is no number: no style
     rows.append('<row r="30"/>')  # trailing empty rows are not rows
     source = workbook_with_sheet(_sheet_xml("".join(rows)), shared)
     calamine, streamed = read_both(source)
