@@ -11,6 +11,7 @@ runs). It runs in the reading child only (lib.excel_reader).
 
 from __future__ import annotations
 
+import math
 import re
 import zipfile
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ MAX_ELEMENT_BYTES = 64 << 20  # one row (or shared string) this long is not an e
 _EPOCH = datetime(1899, 12, 30)
 _EPOCH_1904 = datetime(1904, 1, 1)
 _MAX_MS = 2**63 - 1
+_CHRONO_MIN_MS = -96_439_723 * 86_400_000  # the days calamine's date library holds, from 1899-12-30 (measured)
+_CHRONO_MAX_MS = 95_052_171 * 86_400_000 - 1
 _BUILTIN_DATES = {14, 15, 16, 17, 18, 19, 20, 21, 22, 45, 47}
 _BUILTIN_DURATIONS = {46}
 
@@ -185,11 +188,20 @@ class Unreadable(Exception):  # noqa: N818 - a signal inside this module, not an
     """A date serial so far out that calamine cannot convert it (it panics): the row becomes unreadable."""
 
 
+def _rust_round(x: float) -> int:
+    """Half away from zero, as Rust's f64::round (Python's round() goes to even: 0.5 ms apart at times)."""
+    if x < 0:
+        return -_rust_round(-x)
+    whole = math.floor(x)
+    return whole + 1 if x - whole >= 0.5 else whole  # x + 0.5 itself would round where floats are 1 apart
+
+
 def serial_value(value: float, kind: str, is_1904: bool) -> object:
-    """A date-formatted number as python-calamine returns it (its rounding to milliseconds, its 1900 leap-year
-    quirk, a time for serials under 1, the float itself when the date is beyond year 9999 or before year 1)."""
+    """A date-formatted number as python-calamine returns it: its rounding to milliseconds and 1900 leap-year
+    quirk; a time of day for serials under 1; a date for whole serials, else a datetime; the number itself
+    when the day is outside what it can represent (years 1–9999 in Python, ±262,143 in its date library)."""
     if kind == "duration":
-        ms = round(value * 86_400_000)
+        ms = _rust_round(value * 86_400_000)
         if abs(ms) > _MAX_MS:
             raise Unreadable
         try:
@@ -200,18 +212,18 @@ def serial_value(value: float, kind: str, is_1904: bool) -> object:
     ms = days * 86_400_000
     if ms != ms:
         return value
-    if ms <= -_MAX_MS:
+    if ms <= -_MAX_MS:  # calamine's conversion panics here (the row becomes unreadable)
         raise Unreadable
-    ms = min(round(ms), _MAX_MS)
+    ms = min(_rust_round(ms), _MAX_MS)
+    if not _CHRONO_MIN_MS <= ms <= _CHRONO_MAX_MS:
+        return value
+    if value < 1 and not is_1904:
+        return (datetime.min + timedelta(milliseconds=ms % 86_400_000)).time()
     try:
         moment = (_EPOCH_1904 if is_1904 else _EPOCH) + timedelta(milliseconds=ms)
     except OverflowError:
-        return value if ms > 0 else time(0)
-    if value < 1 and not is_1904:
-        return moment.time()
-    if moment.hour == moment.minute == moment.second == moment.microsecond == 0:
-        return moment.date()
-    return moment
+        return value
+    return moment.date() if value == int(value) else moment
 
 
 def _iso_value(text: str) -> object:

@@ -222,3 +222,21 @@ def test_a_cell_pointing_past_the_shared_strings_is_refused_by_both_readers():
         with pytest.raises(InputError, match="cannot be read"):
             _names, table = read_table(workbook_with_sheet(xml, ["<t>Produkt</t>"]), HEADER_SPEC, limits=limits)
             list(table.rows)
+
+
+def test_random_date_serials_read_the_same_both_ways():
+    """Date, date-time and elapsed-time formats over serials from −1e300 to 1e300: calamine's rounding to the
+    millisecond (half away from zero), its time of day under 1, its date for whole serials, its number where the
+    day is out of reach, and a row it cannot convert at all."""
+    rng = random.Random(11)
+    edges = [1e15, -1e15, 2958465.9999999, 2958466, -693594, -693595.5, 1e300, -1e300, 59.9999999, 60.00000001,
+             -96439724.0, -96439724.00000001, -96439723.5, 1e12, -1e12, 0.0, 1.0, 0.5]
+    values = [*edges, *(rng.choice([rng.uniform(-100, 100), rng.uniform(0, 3e6),
+                                    rng.randrange(-10**6, 3 * 10**6) + rng.choice([0, 0.5, 0.999999999, 1e-9])])
+                        for _ in range(1500))]
+    rows = "".join(f'<row r="{n}"><c r="A{n}"><v>1</v></c><c r="E{n}" t="inlineStr"><is><t>P</t></is></c>'
+                   f'<c r="J{n}" s="{(1, 3, 4)[n % 3]}"><v>{v!r}</v></c></row>' for n, v in enumerate(values, 2))
+    calamine, streamed = read_both(workbook_with_sheet(_sheet_xml(f'<row r="1">{HEADER_CELLS}</row>{rows}')))
+    assert streamed == calamine
+    kinds = {type(row[9]).__name__ for row in calamine[2]}
+    assert {"date", "datetime", "time", "timedelta", "float", "CellError"} <= kinds
