@@ -16,7 +16,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import column, select, text
+from sqlalchemy import bindparam, column, select, text
 from sqlalchemy import table as sa_table
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -581,7 +581,7 @@ def later_changes(engine: Engine, run_id: int) -> list[dict]:
     return [{**r, "new_value": decode_value(r["new_value"])} for r in rows]
 
 
-@dataclass
+@dataclass(slots=True)
 class _RowEffect:
     """What one run did to one row: the values before it and the values it left (by field)."""
 
@@ -591,29 +591,53 @@ class _RowEffect:
     deleted: bool = False  # the run left the row deleted
     before: dict = field(default_factory=dict)  # field → value before the run (first change wins)
     written: dict = field(default_factory=dict)  # field → value the run left (last change wins)
+    unread_insert: int | None = None  # the insert change whose values `written` still lacks (`_read_inserts`)
+    written_before_insert: dict | None = None  # what `written` held when that insert came (in a consistent log: {})
 
 
-def _effects(changes: list[dict]) -> list[_RowEffect]:
-    """The run's changes folded per row, in the order the run first touched each row."""
+def _read_effects(conn: Connection, run_id: int) -> tuple[list[_RowEffect], int]:
+    """The run's changes folded per row, in the order the run first touched each row, and how many there were.
+
+    An insert's values are left unread (`unread_insert`): undo needs them only for a row changed since, and a
+    large import's undo would otherwise decode a whole-row JSON per created row.
+    """
     rows: dict[tuple[str, int], _RowEffect] = {}
-    for c in changes:
-        key = (c["table_name"], c["row_id"])
-        effect = rows.get(key)
+    changes = conn.execute(
+        text("SELECT id, table_name, row_id, action, field, old_value, "
+             "CASE WHEN action = 'insert' THEN NULL ELSE new_value END FROM changes WHERE run_id = :r ORDER BY id"),
+        {"r": run_id},
+    ).all()
+    for change_id, table_name, row_id, action, name, old, new in changes:
+        effect = rows.get((table_name, row_id))
         if effect is None:
-            effect = rows[key] = _RowEffect(*key, inserted=c["action"] == "insert")
-        if c["action"] == "insert":
+            effect = rows[(table_name, row_id)] = _RowEffect(table_name, row_id, inserted=action == "insert")
+        if action == "insert":
             effect.deleted = False
-            effect.written.update(c["new_value"] or {})
-        elif c["action"] == "delete":
+            effect.written_before_insert, effect.written = effect.written, {}
+            effect.unread_insert = change_id
+        elif action == "delete":
             effect.deleted = True
-            for name, value in (c["old_value"] or {}).items():
-                if name in AUDITED_TABLES[effect.table]:
-                    effect.before.setdefault(name, value)
+            for key, value in (decode_value(old) or {}).items():
+                if key in AUDITED_TABLES[effect.table]:
+                    effect.before.setdefault(key, value)
             effect.written = {}
+            effect.unread_insert = None
         else:
-            effect.before.setdefault(c["field"], c["old_value"])
-            effect.written[c["field"]] = c["new_value"]
-    return list(rows.values())
+            effect.before.setdefault(name, decode_value(old))
+            effect.written[name] = decode_value(new)
+    return list(rows.values()), len(changes)
+
+
+def _read_inserts(conn: Connection, effects: list[_RowEffect]) -> None:
+    """Fill in `written` from the insert changes `_read_effects` left unread (later changes of the run win)."""
+    unread = {e.unread_insert: e for e in effects if e.unread_insert is not None}
+    ids = list(unread)
+    for start in range(0, len(ids), 1000):
+        query = text("SELECT id, new_value FROM changes WHERE id IN :ids").bindparams(bindparam("ids", expanding=True))
+        for change_id, value in conn.execute(query, {"ids": ids[start:start + 1000]}):
+            effect = unread[change_id]
+            effect.written = {**(effect.written_before_insert or {}), **(decode_value(value) or {}), **effect.written}
+            effect.unread_insert = effect.written_before_insert = None
 
 
 @lru_cache(maxsize=256)
@@ -692,6 +716,7 @@ def _undo_conflicts(conn: Connection, run_id: int, effects: list[_RowEffect], *,
     # table is logged, so such a row needs no read (a 100k-row import's undo reads only the few touched rows).
     touched = {(t, r) for t, r, _ in later}
     effects = [e for e in effects if not (e.inserted and not e.deleted and (e.table, e.row_id) not in touched)]
+    _read_inserts(conn, effects)
     by_table: dict[str, list[int]] = {}
     for e in effects:
         by_table.setdefault(e.table, []).append(e.row_id)
@@ -730,7 +755,7 @@ def _undo_conflicts(conn: Connection, run_id: int, effects: list[_RowEffect], *,
 def undo_conflicts(engine: Engine, run_id: int) -> list[dict]:
     """What undoing `run_id` now would overwrite: fields that no longer hold the value the run left."""
     with engine.connect() as conn:
-        return _undo_conflicts(conn, run_id, _effects(run_changes(engine, run_id)), lock=False)
+        return _undo_conflicts(conn, run_id, _read_effects(conn, run_id)[0], lock=False)
 
 
 def _refusal(run_id: int, conflicts: list[dict]) -> UndoRefused:
@@ -759,8 +784,8 @@ def undo_run(engine: Engine, run_id: int, *, user: str, force: bool = False, rol
         raise UndoRefused(f"run {run_id} was a dry run and changed nothing")
     if target["status"] == "running":
         raise UndoRefused(f"run {run_id} is still running")
-    changes = run_changes(engine, run_id)
-    effects = _effects(changes)
+    with engine.connect() as conn:
+        effects, change_count = _read_effects(conn, run_id)
     _refuse_if_undone(target)
     if not force:  # a refusal without recording a run; the transaction below decides for real
         with engine.connect() as conn:
@@ -768,7 +793,7 @@ def undo_run(engine: Engine, run_id: int, *, user: str, force: bool = False, rol
         if conflicts:
             raise _refusal(run_id, conflicts)
     stats = {"undone_run_id": run_id, "fields_restored": 0, "rows_deleted": 0, "rows_restored": 0,
-             "changes_in_run": len(changes), "overwrote_later_changes": 0}
+             "changes_in_run": change_count, "overwrote_later_changes": 0}
     with job_run(engine, "undo", user=user, dry_run=False, parameters={"run_id": run_id, "force": force},
                  undoes=run_id) as undo:
         with write_transaction(engine) as conn:

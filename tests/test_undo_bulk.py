@@ -1,0 +1,107 @@
+"""Undo's bulk paths (#19): rows deleted as a set log exactly what one-by-one deletion logs, and an insert's
+values read only when a later change needs them still decide conflicts; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+
+from lib.audit import AUDITED_TABLES, delete_rows, encode_value, insert_row, insert_rows, update_row
+from lib.runs import UndoRefused, job_run, run_changes, undo_run
+
+AWKWARD = 'Quote " back\\slash\nnew line\ttab \x01 \x1f æøå € 🙂 </>'
+
+
+def stored_rows(engine, table: str, ids: list[int]) -> dict[int, dict]:
+    cols = ", ".join(AUDITED_TABLES[table])
+    with engine.connect() as conn:
+        return {i: dict(conn.execute(text(f"SELECT {cols} FROM {table} WHERE id = :id"), {"id": i}).mappings().one())
+                for i in ids}
+
+
+def logged_deletes(engine, run_id: int) -> dict[int, str]:
+    with engine.connect() as conn:
+        return dict(conn.execute(text("SELECT row_id, old_value FROM changes WHERE run_id = :r AND action = 'delete' "
+                                      "AND field = '*'"), {"r": run_id}).all())
+
+
+def test_delete_rows_logs_each_row_as_encode_value_gives_it(engine):
+    """The text of each whole-row entry equals encode_value of the row as stored, byte for byte, for awkward
+    text, nulls, numbers, dates and booleans (PostgreSQL builds it on the server)."""
+    with engine.begin() as conn:
+        customer = insert_row(conn, "customers", {"name": AWKWARD, "city": "Århus", "economic_customer_number": 7,
+                                                  "subscriptions_locked": True}, run_id=None, user="seed")
+        plain = insert_row(conn, "customers", {"name": "Plain ApS"}, run_id=None, user="seed")
+        subscriptions = insert_rows(conn, "subscriptions", [
+            {"customer_id": plain, "product": AWKWARD, "note": "a\\\"b", "unit_price": Decimal("1234.50"),
+             "quantity": 3, "start_date": date(2024, 2, 29), "external_id": "X-1"},
+            {"customer_id": plain, "product": "Backup", "note": None, "unit_price": None, "quantity": 1,
+             "start_date": None, "external_id": None},
+        ], run_id=None, user="seed")
+    before = {**stored_rows(engine, "subscriptions", subscriptions), **stored_rows(engine, "customers", [customer])}
+    with job_run(engine, "bulk-delete", user="ann", dry_run=False) as run:
+        with engine.begin() as conn:
+            assert delete_rows(conn, "subscriptions", [*subscriptions, 999_999], run_id=run.id, user="ann") == 2
+            assert delete_rows(conn, "customers", [customer], run_id=run.id, user="ann") == 1
+    logged = logged_deletes(engine, run.id)
+    assert logged == {row_id: encode_value(row) for row_id, row in before.items()}
+    assert stored_rows(engine, "customers", [plain])  # untouched
+    with engine.connect() as conn:
+        left = conn.execute(text("SELECT count(*) FROM subscriptions")).scalar_one()
+    assert left == 0
+
+
+def test_redo_of_a_bulk_undo_puts_the_awkward_rows_back_as_they_were(engine):
+    with job_run(engine, "create", user="ann", dry_run=False) as run:
+        with engine.begin() as conn:
+            cid = insert_row(conn, "customers", {"name": "Plain ApS"}, run_id=run.id, user="ann")
+            ids = insert_rows(conn, "subscriptions", [
+                {"customer_id": cid, "product": AWKWARD, "quantity": n, "unit_price": Decimal("0.10"),
+                 "end_date": date(2030, 1, 1)} for n in range(3)], run_id=run.id, user="ann")
+    created = stored_rows(engine, "subscriptions", ids)
+    undo = undo_run(engine, run.id, user="ann")
+    assert undo["rows_deleted"] == 4
+    redo = undo_run(engine, undo["run_id"], user="ann")
+    assert redo["rows_restored"] == 4
+    assert stored_rows(engine, "subscriptions", ids) == created
+    assert {c["row_id"] for c in run_changes(engine, undo["run_id"])} == {cid, *ids}
+
+
+def inserted_then_updated(engine) -> tuple[int, int]:
+    """A run that inserts a customer (city X) and then, in the same run, sets its city to Y."""
+    with job_run(engine, "create", user="ann", dry_run=False) as run:
+        with engine.begin() as conn:
+            cid = insert_row(conn, "customers", {"name": "Alfa ApS", "city": "X"}, run_id=run.id, user="ann")
+            update_row(conn, "customers", cid, {"city": "Y"}, run_id=run.id, user="ann")
+    return run.id, cid
+
+
+def edit(engine, cid: int, values: dict) -> None:
+    with job_run(engine, "edit", user="bob", dry_run=False) as run:
+        with engine.begin() as conn:
+            update_row(conn, "customers", cid, values, run_id=run.id, user="bob")
+
+
+@pytest.mark.parametrize(("later", "conflicting"), [
+    ({"email": "bob@example.com"}, {"email"}),  # a field the run never set, changed since
+    ({"city": "X"}, {"city"}),  # back to the insert's value: the run left Y (its later update wins)
+])
+def test_an_inserted_row_changed_since_is_judged_by_what_the_run_left(engine, later, conflicting):
+    run_id, cid = inserted_then_updated(engine)
+    edit(engine, cid, later)
+    with pytest.raises(UndoRefused) as refused:
+        undo_run(engine, run_id, user="ann")
+    assert {c["field"] for c in refused.value.conflicts} == conflicting
+    assert stored_rows(engine, "customers", [cid])[cid]["name"] == "Alfa ApS"
+
+
+def test_an_inserted_row_changed_and_changed_back_is_undone(engine):
+    run_id, cid = inserted_then_updated(engine)
+    edit(engine, cid, {"city": "Z"})
+    edit(engine, cid, {"city": "Y"})  # what the run left
+    assert undo_run(engine, run_id, user="ann")["rows_deleted"] == 1
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM customers")).scalar_one() == 0
