@@ -22,10 +22,11 @@ def stored_rows(engine, table: str, ids: list[int]) -> dict[int, dict]:
                 for i in ids}
 
 
-def logged_deletes(engine, run_id: int) -> dict[int, str]:
+def logged_deletes(engine, run_id: int) -> dict[tuple[str, int], str]:
     with engine.connect() as conn:
-        return dict(conn.execute(text("SELECT row_id, old_value FROM changes WHERE run_id = :r AND action = 'delete' "
-                                      "AND field = '*'"), {"r": run_id}).all())
+        rows = conn.execute(text("SELECT table_name, row_id, old_value FROM changes WHERE run_id = :r "
+                                 "AND action = 'delete' AND field = '*'"), {"r": run_id}).all()
+    return {(table, row_id): old for table, row_id, old in rows}
 
 
 def test_delete_rows_logs_each_row_as_encode_value_gives_it(engine):
@@ -41,13 +42,14 @@ def test_delete_rows_logs_each_row_as_encode_value_gives_it(engine):
             {"customer_id": plain, "product": "Backup", "note": None, "unit_price": None, "quantity": 1,
              "start_date": None, "external_id": None},
         ], run_id=None, user="seed")
-    before = {**stored_rows(engine, "subscriptions", subscriptions), **stored_rows(engine, "customers", [customer])}
+    before = {(table, row_id): encode_value(row) for table, ids in (("subscriptions", subscriptions),
+                                                                    ("customers", [customer]))
+              for row_id, row in stored_rows(engine, table, ids).items()}
     with job_run(engine, "bulk-delete", user="ann", dry_run=False) as run:
         with engine.begin() as conn:
             assert delete_rows(conn, "subscriptions", [*subscriptions, 999_999], run_id=run.id, user="ann") == 2
             assert delete_rows(conn, "customers", [customer], run_id=run.id, user="ann") == 1
-    logged = logged_deletes(engine, run.id)
-    assert logged == {row_id: encode_value(row) for row_id, row in before.items()}
+    assert logged_deletes(engine, run.id) == before
     assert stored_rows(engine, "customers", [plain])  # untouched
     with engine.connect() as conn:
         left = conn.execute(text("SELECT count(*) FROM subscriptions")).scalar_one()
