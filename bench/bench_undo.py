@@ -1,15 +1,17 @@
 """Undo of a large import against the import itself: undo must take no longer than the apply it reverts.
 
-    python bench/bench_undo.py [--rows 100000] [--customers 20000] [--database-url URL]
+    python bench/bench_undo.py [--rows 100000] [--customers 20000] [--database-url URL] [--repeat N]
 
 Generates a BMC Office export (bench_import's generator), applies it with `import-subscriptions --apply`'s
-library path, then undoes the run; prints both times and their ratio (from the same run). Default database:
-a temporary SQLite file; a PostgreSQL URL gets a fresh schema, dropped afterwards.
+library path, then undoes the run; prints both times and their ratio (from the same run) and the host's load
+average. Default database: a temporary SQLite file; a PostgreSQL URL gets a fresh schema, dropped afterwards.
+`--repeat` measures apply and undo again into a fresh database each time, with the same file.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -33,8 +35,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--database-url")
+    parser.add_argument("--repeat", type=int, default=1, help="apply and undo this many times (default 1)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-undo-"))
+    export = work / "export.xlsx"
+    generate_export(export, args.rows, args.customers)
+    for attempt in range(1, args.repeat + 1):
+        measure(args, work / f"undo-{attempt}.db", export)
+
+
+def measure(args: argparse.Namespace, sqlite_path: Path, export: Path) -> None:
+    """Apply the export into a fresh database, undo the run; print both times."""
     drop = None
     if args.database_url and args.database_url.startswith("postgresql"):
         schema = f"bench_undo_{uuid.uuid4().hex[:8]}"
@@ -47,21 +58,21 @@ def main() -> None:
             with admin.begin() as conn:
                 conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     else:
-        url = f"sqlite:///{work / 'undo.db'}"
+        url = f"sqlite:///{sqlite_path}"
     try:
         engine = get_engine(url)
         migrate_core(engine)
         seed_customers(engine, args.customers)
-        export = work / "export.xlsx"
-        generate_export(export, args.rows, args.customers)
         start = time.perf_counter()
         _plan, summary = import_subscriptions(engine, export, apply=True, user="bench", role="admin")
         applied = time.perf_counter() - start
         start = time.perf_counter()
         result = undo_run(engine, summary["run_id"], user="bench", role="admin")
         undone = time.perf_counter() - start
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
         print(f"{engine.dialect.name}: {args.rows:,} rows; apply {applied:.1f} s ({summary['created']:,} created), "
-              f"undo {undone:.1f} s ({result['rows_deleted']:,} removed); undo/apply = {undone / applied:.2f}")
+              f"undo {undone:.1f} s ({result['rows_deleted']:,} removed); undo/apply = {undone / applied:.2f}; "
+              f"load average {load}", flush=True)
     finally:
         if drop:
             drop()
