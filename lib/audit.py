@@ -145,6 +145,54 @@ def _delete_rows_on_server(conn: Connection, table: str, row_ids: list[int], who
     return deleted
 
 
+def restore_rows(conn: Connection, table: str, restores: list[tuple[int, dict]], *, run_id: int | None,
+                 user: str, batch: int = 1000) -> int:
+    """Set rows' fields back, each item (row id, {field: value}), writing and logging only the fields that
+    really change, as `update_row` does row by row; rows that no longer exist are skipped. One UPDATE per row
+    in the given order (a value one row gives up can be the value an earlier item takes back), sent a batch
+    at a time. Returns how many fields were written."""
+    typed = tables.BY_NAME.get(table)
+    if typed is None:  # no column types to bind with (module_settings): the few rows one by one
+        return sum(len(update_row(conn, table, row_id, values, run_id=run_id, user=user)) for row_id, values in restores)
+    columns = AUDITED_TABLES[table]
+    select = text(f"SELECT id, {', '.join(columns)} FROM {table} WHERE id IN :ids").bindparams(
+        bindparam("ids", expanding=True))
+    ids = [row_id for row_id, _ in restores]
+    current: dict[int, dict] = {}
+    for start in range(0, len(ids), batch):
+        current.update({r["id"]: dict(r) for r in conn.execute(select, {"ids": ids[start:start + batch]}).mappings()})
+    now = utcnow()
+    params: list[dict] = []
+    log: list[tuple] = []
+    for row_id, values in restores:
+        row = current.get(row_id)
+        if row is None:
+            continue
+        changed = {f: v for f, v in _columns(table, values).items() if _normal(row.get(f)) != _normal(v)}
+        if not changed:
+            continue
+        params.append({"id": row_id, "now": now} | {f"set_{c}": c in changed for c in columns}
+                      | {f"new_{c}": changed.get(c) for c in columns})
+        log.extend((run_id, table, row_id, "update", f, encode_value(row.get(f)), encode_value(v), user, now)
+                   for f, v in changed.items())
+    if not params:
+        return 0
+    if conn.dialect.name == "postgresql":
+        from psycopg2.extras import execute_batch
+
+        # typed parameters: the CASE needs one type, and a cast is what assigning the value would do
+        sets = ", ".join(f"{c} = CASE WHEN %(set_{c})s THEN CAST(%(new_{c})s AS "
+                         f"{typed.c[c].type.compile(dialect=conn.dialect)}) ELSE {c} END" for c in columns)
+        with conn.connection.dbapi_connection.cursor() as cursor:
+            execute_batch(cursor, f"UPDATE {table} SET {sets}, updated_at = %(now)s WHERE id = %(id)s", params,
+                          page_size=batch)
+    else:
+        sets = ", ".join(f"{c} = CASE WHEN :set_{c} THEN :new_{c} ELSE {c} END" for c in columns)
+        conn.execute(text(f"UPDATE {table} SET {sets}, updated_at = :now WHERE id = :id"), params)
+    _insert_changes(conn, log)
+    return len(log)
+
+
 def _insert_changes(conn: Connection, entries: list[tuple]) -> None:
     """Audit entries (run_id, table_name, row_id, action, field, old_value, new_value, changed_by, at) in one
     statement per batch: psycopg2's executemany would be a round trip per entry."""

@@ -22,7 +22,16 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from lib import tables
-from lib.audit import AUDITED_TABLES, WHOLE_ROW, decode_value, delete_rows, log_change, update_row, utcnow
+from lib.audit import (
+    AUDITED_TABLES,
+    WHOLE_ROW,
+    decode_value,
+    delete_rows,
+    log_change,
+    restore_rows,
+    update_row,
+    utcnow,
+)
 from lib.config import get_settings
 from lib.db import as_datetime, write_transaction
 from lib.errors import HubError, InputError, ServiceError, Terminated
@@ -841,30 +850,36 @@ def _link_undo(conn: Connection, run_id: int, undo_id: int, undid: int | None) -
 
 
 def _revert(conn: Connection, effects: list[_RowEffect], undo_id: int, user: str, stats: dict) -> list[dict]:
-    """Put every row back as it was before the run (children the run inserted after their parents first).
+    """Put every row back as it was before the run, in the reverse order of the run (children the run inserted
+    after their parents first; a unique value one row took from another given back before the other takes it).
 
-    Returns the rows that could not be put back because the database refused them (a unique value now
+    Consecutive rows of one table that the run inserted (deleted now) or changed (fields restored) go as one
+    set. Returns the rows that could not be put back because the database refused them (a unique value now
     held by another row, e.g. the same subscription imported again since): the caller refuses the undo.
     """
     clashes: list[dict] = []
-    pending: tuple[str, list[int]] = ("", [])  # consecutive inserted rows of one table, deleted as a set
+    pending: tuple[str, str, list[_RowEffect]] = ("", "", [])  # (what to do, table, rows) not yet written
 
-    def delete_pending() -> None:
-        table, ids = pending
-        if ids:
-            stats["rows_deleted"] += delete_rows(conn, table, ids, run_id=undo_id, user=user)
-            ids.clear()
+    def flush() -> None:
+        what, table, batch = pending
+        if what == "delete":
+            stats["rows_deleted"] += delete_rows(conn, table, [e.row_id for e in batch], run_id=undo_id, user=user)
+        elif what == "restore":
+            stats["fields_restored"] += restore_rows(conn, table, [(e.row_id, e.before) for e in batch],
+                                                     run_id=undo_id, user=user)
+        batch.clear()
 
     for e in reversed(effects):
-        if e.inserted:
-            if pending[0] != e.table:
-                delete_pending()
-                pending = (e.table, [])
-            pending[1].append(e.row_id)
+        if e.inserted or not e.deleted:  # an inserted row the run deleted again is absent: deleting skips it
+            what = "delete" if e.inserted else "restore"
+            if (what, e.table) != pending[:2]:
+                flush()
+                pending = (what, e.table, [])
+            pending[2].append(e)
             continue
-        delete_pending()
+        flush()
         exists = conn.execute(text(f"SELECT 1 FROM {e.table} WHERE id = :id"), {"id": e.row_id}).first() is not None
-        if e.deleted and not exists:
+        if not exists:
             try:
                 with conn.begin_nested():
                     _reinsert(conn, e.table, e.row_id, dict(e.before), undo_id, user)
@@ -875,11 +890,9 @@ def _revert(conn: Connection, effects: list[_RowEffect], undo_id: int, user: str
                 continue
             stats["rows_restored"] += 1
             continue
-        if not exists:
-            continue  # deleted since (a forced undo): nothing to restore the fields into
-        written = update_row(conn, e.table, e.row_id, e.before, run_id=undo_id, user=user)
+        written = update_row(conn, e.table, e.row_id, e.before, run_id=undo_id, user=user)  # there again (forced)
         stats["fields_restored"] += len(written)
-    delete_pending()
+    flush()
     return clashes
 
 

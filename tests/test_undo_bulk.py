@@ -9,7 +9,15 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
-from lib.audit import AUDITED_TABLES, delete_rows, encode_value, insert_row, insert_rows, update_row
+from lib.audit import (
+    AUDITED_TABLES,
+    delete_rows,
+    encode_value,
+    insert_row,
+    insert_rows,
+    update_row,
+    update_rows,
+)
 from lib.runs import UndoRefused, job_run, run_changes, undo_run
 
 AWKWARD = 'Quote " back\\slash\nnew line\ttab \x01 \x1f æøå € 🙂 </>'
@@ -107,3 +115,68 @@ def test_an_inserted_row_changed_and_changed_back_is_undone(engine):
     assert undo_run(engine, run_id, user="ann")["rows_deleted"] == 1
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM customers")).scalar_one() == 0
+
+
+def by_value(name: str, value):
+    if value is None:
+        return None
+    return Decimal(str(value)) if name == "unit_price" else bool(value) if name == "subscriptions_locked" else value
+
+
+def test_fields_restored_as_a_set_come_back_with_their_types_and_are_logged(engine):
+    """Numbers, money, dates, booleans and nulls the run changed return as they were; the undo logs each field
+    it wrote with the run's new value as old and the run's old value as new."""
+    with engine.begin() as conn:
+        plain = insert_row(conn, "customers", {"name": "Plain ApS", "subscriptions_locked": True, "zip": "8000"},
+                           run_id=None, user="seed")
+        ids = insert_rows(conn, "subscriptions", [
+            {"customer_id": plain, "product": f"Backup {n}", "quantity": n, "unit_price": Decimal("10.50"),
+             "start_date": date(2024, 1, n + 1), "end_date": None, "note": AWKWARD} for n in range(3)],
+            run_id=None, user="seed")
+    before = {**stored_rows(engine, "subscriptions", ids), "customer": stored_rows(engine, "customers", [plain])}
+    with job_run(engine, "edit", user="ann", dry_run=False) as run:
+        with engine.begin() as conn:
+            update_rows(conn, "subscriptions", [
+                (sid, before[sid], {"quantity": n + 10, "unit_price": Decimal("12.00"), "end_date": date(2031, 12, 31),
+                                    "note": None}) for n, sid in enumerate(ids)], run_id=run.id, user="ann")
+            update_row(conn, "customers", plain, {"subscriptions_locked": False, "zip": None}, run_id=run.id, user="ann")
+    undo = undo_run(engine, run.id, user="ann")
+    assert undo["fields_restored"] == 3 * 4 + 2
+    assert {**stored_rows(engine, "subscriptions", ids), "customer": stored_rows(engine, "customers", [plain])} == before
+    # by value: SQLite hands back 12 for the 12.00 written, 1 for true
+    done = {(c["row_id"], c["field"]): (by_value(c["field"], c["old_value"]), by_value(c["field"], c["new_value"]))
+            for c in run_changes(engine, run.id)}
+    undone = {(c["row_id"], c["field"]): (by_value(c["field"], c["new_value"]), by_value(c["field"], c["old_value"]))
+              for c in run_changes(engine, undo["run_id"])}
+    assert undone == done
+
+
+def test_a_unique_value_moved_between_rows_is_given_back_in_reverse_order(engine):
+    """The run took 9009 from A and gave it to B (a relink): undo gives B its own number back before A retakes
+    9009, or the unique index would refuse."""
+    with engine.begin() as conn:
+        a = insert_row(conn, "customers", {"name": "A ApS", "economic_customer_number": 9009}, run_id=None, user="s")
+        b = insert_row(conn, "customers", {"name": "B ApS", "economic_customer_number": 1009}, run_id=None, user="s")
+    with job_run(engine, "relink", user="ann", dry_run=False) as run:
+        with engine.begin() as conn:
+            update_row(conn, "customers", a, {"economic_customer_number": None}, run_id=run.id, user="ann")
+            update_row(conn, "customers", b, {"economic_customer_number": 9009}, run_id=run.id, user="ann")
+    undo_run(engine, run.id, user="ann")
+    numbers = {i: r["economic_customer_number"] for i, r in stored_rows(engine, "customers", [a, b]).items()}
+    assert numbers == {a: 9009, b: 1009}
+
+
+def test_a_forced_undo_skips_rows_deleted_since(engine):
+    with engine.begin() as conn:
+        ids = [insert_row(conn, "customers", {"name": f"K{n} ApS"}, run_id=None, user="s") for n in range(3)]
+    with job_run(engine, "edit", user="ann", dry_run=False) as run:
+        with engine.begin() as conn:
+            for cid in ids:
+                update_row(conn, "customers", cid, {"city": "Aarhus"}, run_id=run.id, user="ann")
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM customers WHERE id = :id"), {"id": ids[1]})
+    with pytest.raises(UndoRefused):
+        undo_run(engine, run.id, user="ann")
+    undo = undo_run(engine, run.id, user="ann", force=True)
+    assert undo["fields_restored"] == 2
+    assert {r["city"] for r in stored_rows(engine, "customers", [ids[0], ids[2]]).values()} == {None}
