@@ -206,8 +206,10 @@ def restore_rows(conn: Connection, table: str, restores: list[tuple[int, dict]],
                 execute_batch(cursor, f"UPDATE {table} SET {sets}, updated_at = %(now)s WHERE id = %(id)s", params,
                               page_size=batch)
     else:
-        sets = ", ".join(f"{c} = CASE WHEN :set_{c} THEN :new_{c} ELSE {c} END" for c in columns)
-        conn.execute(text(f"UPDATE {table} SET {sets}, updated_at = :now WHERE id = :id"), params)
+        sets = ", ".join(f"{c} = CASE WHEN ? THEN ? ELSE {c} END" for c in columns)
+        conn.exec_driver_sql(f"UPDATE {table} SET {sets}, updated_at = ? WHERE id = ?",
+                             [(*(v for c in columns for v in (p[f"set_{c}"], p[f"new_{c}"])), p["now"], p["id"])
+                              for p in params])
     _insert_changes(conn, log)
     return len(log)
 

@@ -3,7 +3,8 @@ values read only when a later change needs them still decide conflicts; on SQLit
 
 from __future__ import annotations
 
-from datetime import date
+import json
+from datetime import date, datetime
 from decimal import Decimal
 
 import pytest
@@ -180,3 +181,14 @@ def test_a_forced_undo_skips_rows_deleted_since(engine):
     undo = undo_run(engine, run.id, user="ann", force=True)
     assert undo["fields_restored"] == 2
     assert {r["city"] for r in stored_rows(engine, "customers", [ids[0], ids[2]]).values()} == {None}
+
+
+@pytest.mark.parametrize("value", [
+    AWKWARD, "", "\u2028", 0, -5, 10**30, True, False, Decimal("12.00"), Decimal("-0.5"), Decimal("1E+3"),
+    date(2024, 2, 29), datetime(2024, 1, 1, 12, 0, 0, 5), datetime(2024, 1, 1), 1.5, [1, "a"], {"a": Decimal("1.10")},
+])
+def test_encode_value_gives_what_json_dumps_gives(value):
+    """The audit log's text for a field's value, whichever way encode_value takes, is json.dumps' own."""
+    plain = {k: str(v) if isinstance(v, Decimal) else v for k, v in value.items()} if isinstance(value, dict) else (
+        str(value) if isinstance(value, Decimal) else value.isoformat() if isinstance(value, date) else value)
+    assert encode_value(value) == json.dumps(plain, ensure_ascii=False)
