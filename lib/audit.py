@@ -207,9 +207,9 @@ def restore_rows(conn: Connection, table: str, restores: list[tuple[int, dict]],
                               page_size=batch)
     else:
         sets = ", ".join(f"{c} = CASE WHEN ? THEN ? ELSE {c} END" for c in columns)
+        names = [n for c in columns for n in (f"set_{c}", f"new_{c}")]
         conn.exec_driver_sql(f"UPDATE {table} SET {sets}, updated_at = ? WHERE id = ?",
-                             [(*(v for c in columns for v in (p[f"set_{c}"], p[f"new_{c}"])), p["now"], p["id"])
-                              for p in params])
+                             [(*[p[n] for n in names], p["now"], p["id"]) for p in params])
     _insert_changes(conn, log)
     return len(log)
 
