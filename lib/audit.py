@@ -161,21 +161,24 @@ def _delete_rows_on_server(conn: Connection, table: str, row_ids: list[int], who
 def restore_rows(conn: Connection, table: str, restores: list[tuple[int, dict]], *, run_id: int | None,
                  user: str, batch: int = 1000) -> int:
     """Set rows' fields back, each item (row id, {field: value}), writing and logging only the fields that
-    really change, as `update_row` does row by row; rows that no longer exist are skipped. One UPDATE per row
-    in the given order (a value one row gives up can be the value an earlier item takes back), sent a batch
-    at a time. Returns how many fields were written."""
+    really change, as `update_row` does row by row; rows that no longer exist are skipped. The UPDATEs keep
+    the given order (a value one row gives up can be the value an earlier item takes back), sent a batch at
+    a time, except on PostgreSQL when no unique column changes: then one UPDATE from a COPY-filled table.
+    Returns how many fields were written."""
     typed = tables.BY_NAME.get(table)
     if typed is None:  # no column types to bind with (module_settings): the few rows one by one
         return sum(len(update_row(conn, table, row_id, values, run_id=run_id, user=user)) for row_id, values in restores)
     columns = AUDITED_TABLES[table]
-    select = text(f"SELECT id, {', '.join(columns)} FROM {table} WHERE id IN :ids").bindparams(
+    names = ("id", *columns)
+    select = text(f"SELECT {', '.join(names)} FROM {table} WHERE id IN :ids").bindparams(
         bindparam("ids", expanding=True))
     ids = [row_id for row_id, _ in restores]
     current: dict[int, dict] = {}
     for start in range(0, len(ids), batch):
-        current.update({r["id"]: dict(r) for r in conn.execute(select, {"ids": ids[start:start + batch]}).mappings()})
+        current.update({r[0]: dict(zip(names, r, strict=True)) for r in conn.execute(select, {"ids": ids[start:start + batch]})})
     now = utcnow()
-    params: list[dict] = []
+    unset = (False, None)
+    writes: list[tuple] = []  # (id, then per column: whether to set it, its value)
     log: list[tuple] = []
     for row_id, values in restores:
         row = current.get(row_id)
@@ -184,11 +187,10 @@ def restore_rows(conn: Connection, table: str, restores: list[tuple[int, dict]],
         changed = {f: v for f, v in _columns(table, values).items() if _normal(row.get(f)) != _normal(v)}
         if not changed:
             continue
-        params.append({"id": row_id, "now": now} | {f"set_{c}": c in changed for c in columns}
-                      | {f"new_{c}": changed.get(c) for c in columns})
+        writes.append((row_id, *[x for c in columns for x in ((True, changed[c]) if c in changed else unset)]))
         log.extend((run_id, table, row_id, "update", f, encode_value(row.get(f)), encode_value(v), user, now)
                    for f, v in changed.items())
-    if not params:
+    if not writes:
         return 0
     if conn.dialect.name == "postgresql":
         from psycopg2.extras import execute_batch
@@ -196,43 +198,39 @@ def restore_rows(conn: Connection, table: str, restores: list[tuple[int, dict]],
         # typed parameters: the CASE needs one type, and a cast is what assigning the value would do
         types = {c: typed.c[c].type.compile(dialect=conn.dialect) for c in columns}
         unique = _unique_columns(conn, table)
+        flags = [1 + 2 * i for i, c in enumerate(columns) if unique is None or c in unique]
         with conn.connection.dbapi_connection.cursor() as cursor:
-            if unique is not None and not any(p[f"set_{c}"] for p in params for c in unique & set(columns)):
-                # no unique value changes hands, so the order cannot matter: COPY the values, one UPDATE
-                _restore_by_copy(cursor, table, columns, types, params)
+            if unique is not None and not any(w[i] for w in writes for i in flags):
+                _restore_by_copy(cursor, table, columns, types, writes, now)
             else:
-                sets = ", ".join(f"{c} = CASE WHEN %(set_{c})s THEN CAST(%(new_{c})s AS {types[c]}) ELSE {c} END"
-                                 for c in columns)
-                execute_batch(cursor, f"UPDATE {table} SET {sets}, updated_at = %(now)s WHERE id = %(id)s", params,
-                              page_size=batch)
+                sets = ", ".join(f"{c} = CASE WHEN %s THEN CAST(%s AS {types[c]}) ELSE {c} END" for c in columns)
+                execute_batch(cursor, f"UPDATE {table} SET {sets}, updated_at = %s WHERE id = %s",
+                              [(*w[1:], now, w[0]) for w in writes], page_size=batch)
     else:
         sets = ", ".join(f"{c} = CASE WHEN ? THEN ? ELSE {c} END" for c in columns)
-        names = [n for c in columns for n in (f"set_{c}", f"new_{c}")]
         conn.exec_driver_sql(f"UPDATE {table} SET {sets}, updated_at = ? WHERE id = ?",
-                             [(*[p[n] for n in names], p["now"], p["id"]) for p in params])
+                             [(*w[1:], now, w[0]) for w in writes])
     _insert_changes(conn, log)
     return len(log)
 
 
 def _restore_by_copy(cursor: Any, table: str, columns: tuple[str, ...], types: dict[str, str],
-                     params: list[dict]) -> None:
+                     writes: list[tuple], now: datetime) -> None:
     """restore_rows' writes in one UPDATE from a temporary table filled by COPY (PostgreSQL): the server
-    parses neither a statement per row nor a VALUES list of all of them."""
+    parses neither a statement per row nor a VALUES list of all of them. Only when the order cannot matter."""
     from lib.bulk_copy import _copy_column
 
     cursor.execute("DROP TABLE IF EXISTS undo_restore")
     cursor.execute("CREATE TEMPORARY TABLE undo_restore (id BIGINT, "
                    + ", ".join(f"set_{c} BOOLEAN, new_{c} {types[c]}" for c in columns) + ") ON COMMIT DROP")
     names = ["id", *(n for c in columns for n in (f"set_{c}", f"new_{c}"))]
-    for start in range(0, len(params), 20_000):
-        chunk = params[start:start + 20_000]
-        texts = [_copy_column([_COPY_BOOL.get(p[n], p[n]) if p[n].__class__ is bool else p[n] for p in chunk])
-                 for n in names]
+    for start in range(0, len(writes), 20_000):
+        texts = [_copy_column([_COPY_BOOL[v] if v.__class__ is bool else v for v in values])
+                 for values in zip(*writes[start:start + 20_000], strict=True)]
         lines = "".join("\t".join(row) + "\n" for row in zip(*texts, strict=True))
         cursor.copy_expert(f"COPY undo_restore ({', '.join(names)}) FROM STDIN", io.StringIO(lines))
     sets = ", ".join(f"{c} = CASE WHEN r.set_{c} THEN r.new_{c} ELSE t.{c} END" for c in columns)
-    cursor.execute(f"UPDATE {table} AS t SET {sets}, updated_at = %(now)s FROM undo_restore r WHERE t.id = r.id",
-                   {"now": params[0]["now"]})
+    cursor.execute(f"UPDATE {table} AS t SET {sets}, updated_at = %s FROM undo_restore r WHERE t.id = r.id", (now,))
     cursor.execute("DROP TABLE undo_restore")
 
 
