@@ -9,7 +9,6 @@ from lib.crm_sync import (
     SOURCES,
     WRITE_BACK_KIND,
     open_client,
-    plan_crm_write_back,
     write_back_enabled,
 )
 from lib.errors import HubError
@@ -19,7 +18,7 @@ from lib.job_worker import APPLY, PREVIEW, latest_run, start_job
 from lib.vtiger_client import LABELS
 from lib.worker_jobs import crm_plan_from_stored
 from ui.job_progress import show_outcome, watch_run
-from ui.job_widgets import progress_reporter, run_link, show_counts, show_errors, show_outcome_counts
+from ui.job_widgets import run_link, show_counts, show_errors, show_outcome_counts
 from ui.session import hub_engine, page_actor
 
 MAX_ROW_WIDGETS = 200
@@ -48,7 +47,6 @@ source = st.selectbox("CRM", SOURCES, index=SOURCES.index(last_source) if last_s
                       format_func=LABELS.get, key="crm_source")
 
 if st.button("Preview", type="primary", key="crm_preview"):
-    st.session_state.pop("crm_wb_plan", None)
     try:
         open_client(source).close()  # a missing setting is said here, before any worker starts
         start_job(engine, KIND, PREVIEW, {"source": source}, user=me.email, role=me.role)
@@ -62,6 +60,7 @@ last = latest_run(engine, KIND, dry_run=False, user=me.email)
 if last and last["parameters"].get("params", {}).get("source") != source:
     last = None
 plan = None
+sync_plan_id = None  # the sync preview shown: the write-back preview uses its accounts (no second read)
 if preview and preview["status"] == "running":
     st.subheader(f"Reading {LABELS[source]}")
     watch_run(engine, preview["run_id"], me)
@@ -76,7 +75,7 @@ elif preview and (last is None or preview["run_id"] > last["run_id"]):
         if cache is None or cache[0] != stored["id"]:
             cache = (stored["id"], crm_plan_from_stored(get_plan(engine, stored["id"])["plan"]))
             st.session_state["crm_plan"] = cache
-        plan = cache[1]
+        plan, sync_plan_id = cache[1], stored["id"]
 elif last:
     result = last["stats"]
     show_outcome(last)
@@ -154,46 +153,62 @@ if write_back_enabled():
     st.divider()
     st.subheader(f"Write back to {LABELS[source]}")
     st.caption("Fills the CRM's empty CVR field from the Hub for accounts linked in the Hub. Preview first; the CRM "
-               "is written only when you press “Write to CRM”, in a worker process that reads the CRM again and "
-               "writes the previewed accounts that still need it (minutes at the CRM's rate limit: you may leave "
-               "the page). CRM writes cannot be undone from the Hub.")
+               "is written only when you press “Write to CRM”. Both run in a worker process (the preview reads every "
+               "account unless a sync preview is shown; the write reads the CRM again and writes the previewed "
+               "accounts that still need it, with the CVR shown): minutes at the CRM's rate limit, you may leave the "
+               "page. CRM writes cannot be undone from the Hub.")
     writing = latest_run(engine, WRITE_BACK_KIND, dry_run=False)
     if writing and writing["status"] == "running":  # in a worker process: watch it from any tab
         st.markdown(f"**Writing to {LABELS.get((writing['parameters'].get('params') or {}).get('source'), 'the CRM')}**")
         watch_run(engine, writing["run_id"], me, kept="what was written to the CRM stays (the Hub cannot undo it)")
     else:
         if st.button("Preview write-back", key="crm_wb_preview"):
-            try:  # links stored in the Hub only: what the worker's write can find again
-                with open_client(source) as client:
-                    wb_plan = plan_crm_write_back(engine, client, sync_plan=plan, planned_links=False,
-                                                  on_progress=progress_reporter(f"Reading {LABELS[source]}"))
-                st.session_state["crm_wb_plan"] = wb_plan
+            try:  # a missing setting is said here, before any worker starts
+                open_client(source).close()
+                start_job(engine, WRITE_BACK_KIND, PREVIEW, {"source": source, "sync_plan_id": sync_plan_id},
+                          user=me.email, role=me.role)
             except HubError as exc:
-                st.session_state.pop("crm_wb_plan", None)
                 st.error(str(exc))
-        wb_plan = st.session_state.get("crm_wb_plan")
-        previewing = wb_plan is not None and wb_plan.source == source
-        if previewing:
-            if wb_plan.proposals:
-                st.dataframe(pd.DataFrame([{
-                    "account": w.account_id, "CRM name": w.account_name, "customer": w.customer_id,
-                    "Hub name": w.customer_name, "CVR to write": w.cvr, "link": w.linked_by,
-                } for w in wb_plan.proposals]), hide_index=True, width="stretch")
-            else:
-                st.info("No linked account has an empty CVR field that the Hub can fill.")
-            show_errors({"errors": wb_plan.errors})
-            if wb_plan.proposals and st.button(f"Write to CRM ({len(wb_plan.proposals)})", key="crm_wb_apply"):
-                try:
-                    start_job(engine, WRITE_BACK_KIND, APPLY,
-                              {"params": {"source": source}, "approved": sorted(w.key for w in wb_plan.proposals)},
-                              user=me.email, role=me.role)
-                    st.session_state.pop("crm_wb_plan", None)
-                    st.rerun()
-                except HubError as exc:
-                    st.error(str(exc))
+        wb_preview = latest_run(engine, WRITE_BACK_KIND, dry_run=True, user=me.email)
+        if wb_preview and wb_preview["parameters"].get("source") != source:
+            wb_preview = None
         done = latest_run(engine, WRITE_BACK_KIND, dry_run=False, user=me.email)
-        done_params = (done or {}).get("parameters") or {}
-        if done and (done_params.get("params") or done_params).get("source") == source and not previewing:
+        if done and ((done["parameters"].get("params") or done["parameters"]).get("source") != source
+                     or (wb_preview and wb_preview["run_id"] > done["run_id"])):
+            done = None
+        if wb_preview and wb_preview["status"] == "running":
+            st.markdown(f"**Reading {LABELS[source]} for the write-back**")
+            watch_run(engine, wb_preview["run_id"], me, kept="nothing was written")
+        elif wb_preview and done is None:
+            wb_stored = plan_for_run(engine, wb_preview["run_id"])
+            wb_problem = wb_stored and why_unusable(wb_stored, None)
+            if wb_stored is None:
+                show_outcome(wb_preview)
+            elif wb_problem:
+                st.info(f"The last write-back preview can no longer be written: {wb_problem}. Preview again.")
+            else:
+                wb_plan = get_plan(engine, wb_stored["id"])["plan"]
+                proposals = wb_plan["proposals"]
+                st.caption(f"Write-back preview {wb_preview['run_id']} of {wb_stored['created_at']:%H:%M} UTC, "
+                           f"CVR field {wb_plan['cvr_field']}")
+                if proposals:
+                    st.dataframe(pd.DataFrame([{
+                        "account": w["account_id"], "CRM name": w["account_name"], "customer": w["customer_id"],
+                        "Hub name": w["customer_name"], "CVR to write": w["cvr"], "link": w["linked_by"],
+                    } for w in proposals]), hide_index=True, width="stretch")
+                else:
+                    st.info("No linked account has an empty CVR field that the Hub can fill.")
+                show_errors({"errors": wb_plan["errors"]})
+                if proposals and st.button(f"Write to CRM ({len(proposals)})", key="crm_wb_apply"):
+                    try:  # the stored preview: each account written only with the CVR shown here
+                        start_job(engine, WRITE_BACK_KIND, APPLY,
+                                  {"params": {"source": source, "plan_id": wb_stored["id"]},
+                                   "approved": sorted(w["key"] for w in proposals)},
+                                  user=me.email, role=me.role)
+                        st.rerun()
+                    except HubError as exc:
+                        st.error(str(exc))
+        elif done:
             stats = done["stats"]
             show_outcome(done)
             if done["status"] == "succeeded":

@@ -108,15 +108,17 @@ def ran_in_a_worker(run: dict) -> bool:
 
 
 def test_write_back_section(engine, simply, monkeypatch):
-    """The write-back is written by a worker process (it reads the CRM again and writes the previewed account);
-    the page shows the finished run's statistics, also to a new session coming back."""
+    """The write-back is previewed and written by worker processes (the write reads the CRM again and writes the
+    previewed account); the page shows the finished run's statistics, also to a new session coming back."""
     seed(engine)
     monkeypatch.setenv("CRM_WRITE_BACK", "true")
     at = preview(app("app_pages/crm_sync.py").run())
     assert "Write back to Simply-CRM" in texts(at)
+    reads = simply.counts["query"]
     at.button(key="crm_wb_preview").click().run()
-    no_exception(at)
+    no_exception(settle(at, engine))
     assert list(at.dataframe[1].value["account"]) == ["11x4"]
+    assert simply.counts["query"] == reads  # the sync preview's accounts: no second read of the CRM
     assert simply.accounts[3]["cf_853"] == ""
     at.button(key="crm_wb_apply").click().run()
     no_exception(settle(at, engine))  # written in a worker process
@@ -142,6 +144,7 @@ def test_write_back_is_watched_and_cancelled_from_the_page(engine, simply, monke
     monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "120")  # the simulator is held while the page cancels
     at = preview(app("app_pages/crm_sync.py").run())
     at.button(key="crm_wb_preview").click().run()
+    settle(at, engine)
     with simply.paused():
         at.button(key="crm_wb_apply").click().run()
         no_exception(at)
@@ -168,3 +171,55 @@ def test_write_back_refused_when_switched_off_in_the_worker(engine, simply, monk
     run = latest_run(engine, "crm-write-back", dry_run=False)
     assert run["status"] == "failed" and "CRM_WRITE_BACK=true" in run["error"]
     assert simply.request_count == 0
+
+
+def stored_write_back_previews(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM job_plans WHERE kind = 'crm-write-back'")).scalar_one()
+
+
+def test_write_back_preview_runs_in_a_worker_and_is_there_when_you_come_back(engine, simply, monkeypatch):
+    """Without a sync preview the write-back preview reads the CRM in a worker process and stores its plan; a new
+    session (a reload, another tab) shows that stored preview and writes exactly it."""
+    seed(engine)
+    monkeypatch.setenv("CRM_WRITE_BACK", "true")
+    at = app("app_pages/crm_sync.py").run()
+    at.selectbox(key="crm_source").set_value("simplycrm").run()
+    at.button(key="crm_wb_preview").click().run()
+    no_exception(settle(at, engine))
+    run = latest_run(engine, "crm-write-back", dry_run=True)
+    assert ran_in_a_worker(run) and run["status"] == "succeeded" and run["stats"]["proposed"] == 1
+    assert simply.counts["query"] > 0 and stored_write_back_previews(engine) == 1
+
+    later = app("app_pages/crm_sync.py").run()  # coming back: the CRM of the last sync preview is unknown here
+    later.selectbox(key="crm_source").set_value("simplycrm").run()
+    no_exception(later)
+    assert list(later.dataframe[0].value["account"]) == ["11x4"]
+    assert f"Write-back preview {run['run_id']}" in texts(later)
+    later.button(key="crm_wb_apply").click().run()
+    no_exception(settle(later, engine))
+    assert simply.accounts[3]["cf_853"] == make_cvr(25)
+    done = latest_run(engine, "crm-write-back", dry_run=False)
+    assert done["parameters"]["params"]["plan_id"] and done["stats"]["written"] == 1
+
+
+def test_cancel_during_the_write_back_preview(engine, simply, monkeypatch):
+    """While the worker reads the CRM (held) the page shows progress and Cancel; Cancel ends the preview as
+    cancelled, nothing is stored, and the page says so."""
+    seed(engine)
+    monkeypatch.setenv("CRM_WRITE_BACK", "true")
+    monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "120")  # the simulator is held while the page cancels
+    at = app("app_pages/crm_sync.py").run()
+    at.selectbox(key="crm_source").set_value("simplycrm").run()
+    with simply.paused():
+        at.button(key="crm_wb_preview").click().run()
+        no_exception(at)
+        run = latest_run(engine, "crm-write-back", dry_run=True)
+        assert run["status"] == "running" and "Reading Simply-CRM for the write-back" in texts(at)
+        at.button(key=f"job_cancel_{run['run_id']}").click().run()
+        assert latest_run(engine, "crm-write-back", dry_run=True)["cancel_requested_by"]
+    no_exception(settle(at, engine))
+    run = latest_run(engine, "crm-write-back", dry_run=True)
+    assert run["status"] == "cancelled" and ran_in_a_worker(run)
+    assert stored_write_back_previews(engine) == 0 and not [b for b in at.button if b.key == "crm_wb_apply"]
+    assert f"Run {run['run_id']} was cancelled by" in texts(at)

@@ -33,6 +33,7 @@ from lib.crm_sync import (
 )
 from lib.errors import RowError, ServiceError
 from lib.http_session import wait_message
+from lib.job_plans import PlanUnusable, take_plan
 from lib.jobs import runner
 from lib.jobs.contract import ApplyOutcome, Job, JobCancelled, JobContext, Plan, ProgressCallback
 from lib.jobs.payload import job_payload
@@ -217,6 +218,7 @@ class CrmWriteBackJob(Job):
     def __init__(self, client: VtigerClient | None = None):
         self.client = client
         self.accounts_written: list[str] = []
+        self.previewed: dict[str, str] | None = None  # key → CVR of the stored preview named by `plan_id`
 
     def check(self, ctx: JobContext, *, source: str = "", **_ignored) -> None:
         id_column(source)
@@ -224,11 +226,18 @@ class CrmWriteBackJob(Job):
         if self.client is None:  # ConfigError (URL, user or key missing) before any request
             self.client = ctx.closing(open_client(source))
 
-    def plan(self, ctx: JobContext, *, source: str = "", **_ignored) -> Plan:
+    def plan(self, ctx: JobContext, *, source: str = "", plan_id: int | None = None, **_ignored) -> Plan:
         """Read the CRM again (stored links only) inside the run; the apply writes the approved keys only, so
         what is written is what the person previewed and still holds (an account filled meanwhile, or no longer
-        linked, is reported as not in the plan any more). Cancel is honoured between pages of the read."""
+        linked, is reported as not in the plan any more). With `plan_id` (the page's stored preview, claimed
+        once: refused when expired or applied) an account is written only with the CVR that preview showed.
+        Cancel is honoured between pages of the read."""
         self.check(ctx, source=source)
+        if plan_id is not None:
+            stored = take_plan(ctx.engine, plan_id, self.kind, fingerprint=None, run_id=ctx.run_id)
+            if stored["source"] != source:
+                raise PlanUnusable(f"stored preview {plan_id} is of {stored['source']}, not {source}")
+            self.previewed = {p["key"]: p["cvr"] for p in stored["proposals"]}
         asked = [0.0]
 
         def reading(done: int, total: int, message: str = "") -> None:
@@ -244,10 +253,21 @@ class CrmWriteBackJob(Job):
             return Plan(self.kind, params, [], WriteBackPlan(source, "", [], []))
         return Plan(self.kind, params, list(native.proposals), native)
 
+    def refuse_approval(self, p: WriteBackProposal) -> str | None:
+        if self.previewed is None:
+            return None
+        if p.key not in self.previewed:
+            return "it is not in the stored preview"
+        if self.previewed[p.key] != p.cvr:
+            return (f"customer {p.customer_id}'s CVR is now {p.cvr}, the preview showed {self.previewed[p.key]}; "
+                    "nothing written (preview again)")
+        return None
+
     def writes(self, plan: Plan, approved: set[str]) -> list[WriteBackProposal]:
-        """The accounts to write: the approved ones of a plan read in the run, else every proposal handed over."""
+        """The accounts to write: the approved ones of a plan read in the run (with the previewed CVR, when a
+        stored preview is named), else every proposal handed over."""
         if plan.params.get("approved_only"):
-            return [p for p in plan.proposals if p.key in approved]
+            return [p for p in plan.proposals if p.key in approved and self.refuse_approval(p) is None]
         return list(plan.proposals)
 
     def error_keys(self, p: WriteBackProposal) -> dict:
