@@ -42,6 +42,7 @@ def test_preview_take_crm_apply_and_write_back(engine, streamlit_server, browser
         kaergaard["cf_853"] = ""  # someone emptied the CVR field in the CRM: the Hub's CVR can fill it
         page.get_by_role("button", name="Preview write-back").click()
         wait_idle(page)
+        page.get_by_role("button", name="Write to CRM (1)").wait_for()  # the preview reads the CRM in a worker
         with sim.paused():  # the CRM answers nothing until the test has left the page and seen the progress
             page.get_by_role("button", name="Write to CRM (1)").click()
             page.get_by_text("Writing to Simply-CRM").wait_for()
@@ -56,4 +57,4 @@ def test_preview_take_crm_apply_and_write_back(engine, streamlit_server, browser
         kinds = [r[0] for r in conn.execute(text("SELECT kind FROM runs ORDER BY id"))]
     assert rows["Kærgård Bryggeri ApS"] == dataset.by_key("kaergaard").cvr
     assert rows["Græsrødder Landskab ApS"] == dataset.crm_accounts("simplycrm")[2]["cf_853"]  # taken from the CRM
-    assert kinds[-2:] == ["crm-sync", "crm-write-back"]
+    assert kinds[-3:] == ["crm-sync", "crm-write-back", "crm-write-back"]  # the sync's apply; write-back preview, write
