@@ -13,13 +13,13 @@ from lib.crm_sync import (
 )
 from lib.errors import HubError
 from lib.formatting import OUTCOME_WORDS
-from lib.job_plans import get_plan, plan_for_run, why_unusable
 from lib.job_worker import APPLY, PREVIEW, latest_run, start_job
 from lib.vtiger_client import LABELS
 from lib.worker_jobs import crm_plan_from_stored
 from ui.job_progress import show_outcome, watch_run
 from ui.job_widgets import run_link, show_counts, show_errors, show_outcome_counts
 from ui.session import hub_engine, page_actor
+from ui.stored_preview import stored_preview
 
 MAX_ROW_WIDGETS = 200
 KEEP, TAKE = "keep Hub", "take CRM"
@@ -59,24 +59,11 @@ if preview and preview["parameters"].get("source") != source:
 last = latest_run(engine, KIND, dry_run=False, user=me.email)
 if last and last["parameters"].get("params", {}).get("source") != source:
     last = None
-plan = None
-sync_plan_id = None  # the sync preview shown: the write-back preview uses its accounts (no second read)
-if preview and preview["status"] == "running":
-    st.subheader(f"Reading {LABELS[source]}")
-    watch_run(engine, preview["run_id"], me)
-elif preview and (last is None or preview["run_id"] > last["run_id"]):
-    stored = plan_for_run(engine, preview["run_id"])
-    if stored is None:
-        show_outcome(preview)
-    elif why_unusable(stored, None):
-        st.info(f"The last preview can no longer be applied: {why_unusable(stored, None)}. Preview again.")
-    else:
-        cache = st.session_state.get("crm_plan")
-        if cache is None or cache[0] != stored["id"]:
-            cache = (stored["id"], crm_plan_from_stored(get_plan(engine, stored["id"])["plan"]))
-            st.session_state["crm_plan"] = cache
-        plan, sync_plan_id = cache[1], stored["id"]
-elif last:
+shown = stored_preview(engine, me, preview, last, reading=f"Reading {LABELS[source]}", decode=crm_plan_from_stored,
+                       state_key="crm_plan")
+plan = shown.plan
+sync_plan_id = shown.stored and shown.stored["id"]  # the sync preview shown: the write-back uses its accounts
+if shown.show_last:
     result = last["stats"]
     show_outcome(last)
     if last["status"] == "succeeded":
@@ -173,42 +160,34 @@ if write_back_enabled():
         if wb_preview and wb_preview["parameters"].get("source") != source:
             wb_preview = None
         done = latest_run(engine, WRITE_BACK_KIND, dry_run=False, user=me.email)
-        if done and ((done["parameters"].get("params") or done["parameters"]).get("source") != source
-                     or (wb_preview and wb_preview["run_id"] > done["run_id"])):
+        if done and (done["parameters"].get("params") or done["parameters"]).get("source") != source:
             done = None
-        if wb_preview and wb_preview["status"] == "running":
-            st.markdown(f"**Reading {LABELS[source]} for the write-back**")
-            watch_run(engine, wb_preview["run_id"], me, kept="nothing was written")
-        elif wb_preview and done is None:
-            wb_stored = plan_for_run(engine, wb_preview["run_id"])
-            wb_problem = wb_stored and why_unusable(wb_stored, None)
-            if wb_stored is None:
-                show_outcome(wb_preview)
-            elif wb_problem:
-                st.info(f"The last write-back preview can no longer be written: {wb_problem}. Preview again.")
+        wb_shown = stored_preview(engine, me, wb_preview, done, reading=f"**Reading {LABELS[source]} for the write-back**",
+                                  decode=lambda plan: plan, state_key="crm_wb_plan", what="write-back preview",
+                                  heading=st.markdown, kept="nothing was written")
+        if wb_shown.plan is not None:
+            wb_stored, wb_plan = wb_shown.stored, wb_shown.plan
+            proposals = wb_plan["proposals"]
+            st.caption(f"Write-back preview {wb_preview['run_id']} of {wb_stored['created_at']:%H:%M} UTC, "
+                       f"CVR field {wb_plan['cvr_field']}")
+            if proposals:
+                st.dataframe(pd.DataFrame([{
+                    "account": w["account_id"], "CRM name": w["account_name"], "customer": w["customer_id"],
+                    "Hub name": w["customer_name"], "CVR to write": w["cvr"], "link": w["linked_by"],
+                } for w in proposals]), hide_index=True, width="stretch")
             else:
-                wb_plan = get_plan(engine, wb_stored["id"])["plan"]
-                proposals = wb_plan["proposals"]
-                st.caption(f"Write-back preview {wb_preview['run_id']} of {wb_stored['created_at']:%H:%M} UTC, "
-                           f"CVR field {wb_plan['cvr_field']}")
-                if proposals:
-                    st.dataframe(pd.DataFrame([{
-                        "account": w["account_id"], "CRM name": w["account_name"], "customer": w["customer_id"],
-                        "Hub name": w["customer_name"], "CVR to write": w["cvr"], "link": w["linked_by"],
-                    } for w in proposals]), hide_index=True, width="stretch")
-                else:
-                    st.info("No linked account has an empty CVR field that the Hub can fill.")
-                show_errors({"errors": wb_plan["errors"]})
-                if proposals and st.button(f"Write to CRM ({len(proposals)})", key="crm_wb_apply"):
-                    try:  # the stored preview: each account written only with the CVR shown here
-                        start_job(engine, WRITE_BACK_KIND, APPLY,
-                                  {"params": {"source": source, "plan_id": wb_stored["id"]},
-                                   "approved": sorted(w["key"] for w in proposals)},
-                                  user=me.email, role=me.role)
-                        st.rerun()
-                    except HubError as exc:
-                        st.error(str(exc))
-        elif done:
+                st.info("No linked account has an empty CVR field that the Hub can fill.")
+            show_errors({"errors": wb_plan["errors"]})
+            if proposals and st.button(f"Write to CRM ({len(proposals)})", key="crm_wb_apply"):
+                try:  # the stored preview: each account written only with the CVR shown here
+                    start_job(engine, WRITE_BACK_KIND, APPLY,
+                              {"params": {"source": source, "plan_id": wb_stored["id"]},
+                               "approved": sorted(w["key"] for w in proposals)},
+                              user=me.email, role=me.role)
+                    st.rerun()
+                except HubError as exc:
+                    st.error(str(exc))
+        elif wb_shown.show_last:
             stats = done["stats"]
             show_outcome(done)
             if done["status"] == "succeeded":

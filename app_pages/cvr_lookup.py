@@ -13,13 +13,14 @@ from lib.cvr_lookup import (
 )
 from lib.errors import HubError
 from lib.formatting import number
-from lib.job_plans import customers_fingerprint, get_plan, plan_for_run, why_unusable
+from lib.job_plans import customers_fingerprint
 from lib.job_worker import APPLY, PREVIEW, latest_run, start_job
 from lib.worker_jobs_services import register_steps
 from ui.cvr_widgets import OUTCOME_LABELS, approval_checkboxes, proposals_frame, quota_text
 from ui.job_progress import show_outcome, watch_run
 from ui.job_widgets import run_link, show_counts, show_errors
 from ui.session import hub_engine, page_actor
+from ui.stored_preview import stored_preview
 
 PLAN, KIND = "cvr_plan", "cvr-lookup"
 PLAN_KEYS = ("candidates", "found", "ambiguous", "not_found", "not_asked")
@@ -59,26 +60,14 @@ if st.button("Preview", type="primary", disabled=bool(problem), key="cvr_preview
 # The newest preview and apply, from the database: coming back to the page shows them again.
 preview = latest_run(engine, KIND, dry_run=True, user=me.email)
 last = latest_run(engine, KIND, dry_run=False, user=me.email)
-plan, plan_id = None, None
-if preview and preview["status"] == "running":
-    st.subheader("Looking up at cvrapi.dk")
-    watch_run(engine, preview["run_id"], me)
-elif preview and (last is None or preview["run_id"] > last["run_id"]):
-    stored = plan_for_run(engine, preview["run_id"])
-    why = stored and why_unusable(stored, customers_fingerprint(engine))
-    if stored is None:
-        show_outcome(preview)
-    elif why:
-        st.info(f"The last preview can no longer be applied: {why}. Preview again.")
-    else:
-        cache = st.session_state.get(PLAN)
-        if cache is None or cache[0] != stored["id"]:
-            cache = (stored["id"], plan_from_stored(get_plan(engine, stored["id"])["plan"]))
-            st.session_state[PLAN] = cache
-        plan_id, plan = cache
-        st.caption(f"Preview {preview['run_id']} by {stored['created_by']} at {stored['created_at']:%H:%M} UTC; "
-                   f"it can be applied until {stored['expires_at']:%H:%M} UTC while the customers are unchanged.")
-elif last:
+shown = stored_preview(engine, me, preview, last, reading="Looking up at cvrapi.dk", decode=plan_from_stored,
+                       state_key=PLAN, fingerprint=customers_fingerprint(engine))
+plan, plan_id = shown.plan, shown.stored and shown.stored["id"]
+if shown.stored:
+    stored = shown.stored
+    st.caption(f"Preview {preview['run_id']} by {stored['created_by']} at {stored['created_at']:%H:%M} UTC; "
+               f"it can be applied until {stored['expires_at']:%H:%M} UTC while the customers are unchanged.")
+elif shown.show_last:
     done = "Applied as run" if last["status"] == "succeeded" else "Last apply: run"
     st.subheader(f"{done} {last['run_id']} ({last['started_at']:%Y-%m-%d %H:%M} UTC)")
     show_outcome(last)

@@ -13,12 +13,13 @@ from lib.economic_relink import (
 )
 from lib.errors import HubError
 from lib.formatting import OUTCOME_WORDS, number
-from lib.job_plans import customers_fingerprint, get_plan, plan_for_run, why_unusable
+from lib.job_plans import customers_fingerprint
 from lib.job_worker import APPLY, PREVIEW, latest_run, start_job
 from lib.worker_jobs_services import register_steps
 from ui.job_progress import show_outcome, watch_run
 from ui.job_widgets import run_link, show_counts, show_errors
 from ui.session import hub_engine, page_actor
+from ui.stored_preview import stored_preview
 
 PLAN, APPROVED = "economic_plan", "economic_approved"
 KIND = "economic-relink"
@@ -54,25 +55,12 @@ if st.button("Preview", type="primary", key="economic_preview", help="Read every
 # The newest preview and apply, from the database: coming back to the page shows them again.
 preview = latest_run(engine, KIND, dry_run=True, user=me.email)
 last = latest_run(engine, KIND, dry_run=False, user=me.email)
-plan, plan_id = None, None
-if preview and preview["status"] == "running":
-    st.subheader("Reading e-conomic")
-    watch_run(engine, preview["run_id"], me)
-elif preview and (last is None or preview["run_id"] > last["run_id"]):
-    stored = plan_for_run(engine, preview["run_id"])
-    why = stored and why_unusable(stored, customers_fingerprint(engine))
-    if stored is None:
-        show_outcome(preview)
-    elif why:
-        st.info(f"The last preview can no longer be applied: {why}. Preview again.")
-    else:
-        cache = st.session_state.get(PLAN)
-        if cache is None or cache[0] != stored["id"]:
-            cache = (stored["id"], plan_from_stored(get_plan(engine, stored["id"])["plan"]))
-            st.session_state[PLAN] = cache
-            st.session_state.pop(APPROVED, None)
-        plan_id, plan = cache
-elif last:
+shown = stored_preview(engine, me, preview, last, reading="Reading e-conomic", decode=plan_from_stored,
+                       state_key=PLAN, fingerprint=customers_fingerprint(engine))
+plan, plan_id = shown.plan, shown.stored and shown.stored["id"]
+if shown.fresh:
+    st.session_state.pop(APPROVED, None)
+if shown.show_last:
     result = last["stats"]
     show_outcome(last)
     if last["status"] == "succeeded":
@@ -103,7 +91,7 @@ show_counts(counts, COUNT_KEYS)
 t = plan.timings
 st.caption(f"Read {number(plan.economic_customers)} e-conomic customers in {plan.requests} request(s) "
            f"({t['http_s']:.1f} s), matched in {t['matching_s']:.1f} s; preview from {plan.created_at:%Y-%m-%d %H:%M} "
-           f"UTC, can be applied until {stored['expires_at']:%H:%M} UTC while the Hub's customers are unchanged. "
+           f"UTC, can be applied until {shown.stored['expires_at']:%H:%M} UTC while the Hub's customers are unchanged. "
            "Counts are what Apply does with the rows approved now.")
 
 tab_proposals, tab_problems, tab_import = st.tabs(
