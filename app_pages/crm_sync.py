@@ -16,8 +16,8 @@ from lib.formatting import OUTCOME_WORDS
 from lib.job_worker import APPLY, PREVIEW, latest_run, start_job
 from lib.vtiger_client import LABELS
 from lib.worker_jobs import crm_plan_from_stored
-from ui.job_progress import show_outcome, watch_run
-from ui.job_widgets import run_link, show_counts, show_errors, show_outcome_counts
+from ui.job_progress import show_finished, watch_run
+from ui.job_widgets import show_errors, show_outcome_counts
 from ui.session import hub_engine, page_actor
 from ui.stored_preview import stored_preview
 
@@ -65,13 +65,8 @@ plan = shown.plan
 sync_plan_id = shown.stored and shown.stored["id"]  # the sync preview shown: the write-back uses its accounts
 if shown.show_last:
     result = last["stats"]
-    show_outcome(last)
-    if last["status"] == "succeeded":
-        st.success(f"Applied as run {last['run_id']}: {result.get('updated', 0)} CVR number(s) written, "
-                   f"{result.get('linked', 0)} account id(s) stored.")
-    show_counts(result, COUNT_KEYS)
-    show_errors(result)
-    run_link(last["run_id"])
+    show_finished(last, COUNT_KEYS, f"Applied as run {last['run_id']}: {result.get('updated', 0)} CVR number(s) "
+                                    f"written, {result.get('linked', 0)} account id(s) stored.")
 
 if plan is not None:
     st.subheader(f"Preview: {len(plan.accounts)} {plan.label} account(s)")
@@ -189,10 +184,6 @@ if write_back_enabled():
                     st.error(str(exc))
         elif wb_shown.show_last:
             stats = done["stats"]
-            show_outcome(done)
-            if done["status"] == "succeeded":
-                st.success(f"Written to {LABELS[source]} as run {done['run_id']}: {stats.get('written', 0)} "
-                           f"account(s), {stats.get('skipped', 0)} skipped.")
-            show_counts(stats, ("proposed", "written", "skipped"))
-            show_errors(stats)
-            run_link(done["run_id"])
+            show_finished(done, ("proposed", "written", "skipped"),
+                          f"Written to {LABELS[source]} as run {done['run_id']}: {stats.get('written', 0)} "
+                          f"account(s), {stats.get('skipped', 0)} skipped.")

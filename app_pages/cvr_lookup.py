@@ -17,8 +17,8 @@ from lib.job_plans import customers_fingerprint
 from lib.job_worker import APPLY, PREVIEW, latest_run, start_job
 from lib.worker_jobs_services import register_steps
 from ui.cvr_widgets import OUTCOME_LABELS, approval_checkboxes, proposals_frame, quota_text
-from ui.job_progress import show_outcome, watch_run
-from ui.job_widgets import run_link, show_counts, show_errors
+from ui.job_progress import show_finished, watch_run
+from ui.job_widgets import show_counts
 from ui.session import hub_engine, page_actor
 from ui.stored_preview import stored_preview
 
@@ -70,10 +70,7 @@ if shown.stored:
 elif shown.show_last:
     done = "Applied as run" if last["status"] == "succeeded" else "Last apply: run"
     st.subheader(f"{done} {last['run_id']} ({last['started_at']:%Y-%m-%d %H:%M} UTC)")
-    show_outcome(last)
-    show_counts(last["stats"], RESULT_KEYS)
-    show_errors(last["stats"])
-    run_link(last["run_id"])
+    show_finished(last, RESULT_KEYS)
 
 if plan is None:
     st.stop()

@@ -16,8 +16,8 @@ from lib.formatting import OUTCOME_WORDS, number
 from lib.job_plans import customers_fingerprint
 from lib.job_worker import APPLY, PREVIEW, latest_run, start_job
 from lib.worker_jobs_services import register_steps
-from ui.job_progress import show_outcome, watch_run
-from ui.job_widgets import run_link, show_counts, show_errors
+from ui.job_progress import show_finished, watch_run
+from ui.job_widgets import show_counts
 from ui.session import hub_engine, page_actor
 from ui.stored_preview import stored_preview
 
@@ -62,22 +62,14 @@ if shown.fresh:
     st.session_state.pop(APPROVED, None)
 if shown.show_last:
     result = last["stats"]
-    show_outcome(last)
-    if last["status"] == "succeeded":
-        st.success(f"Applied as run {last['run_id']}: {result.get('linked', 0)} link(s) written, "
-                   f"{result.get('changed', 0)} of them replacing an earlier number.")
-    show_counts(result, ("linked", "changed", "unchanged", "ambiguous", "unmatched"))
-    show_errors(result)
-    run_link(last["run_id"])
+    show_finished(last, ("linked", "changed", "unchanged", "ambiguous", "unmatched"),
+                  f"Applied as run {last['run_id']}: {result.get('linked', 0)} link(s) written, "
+                  f"{result.get('changed', 0)} of them replacing an earlier number.")
 imported = latest_run(engine, IMPORT_KIND, dry_run=False, user=me.email)
 if imported and (preview is None or imported["run_id"] > preview["run_id"]):  # the import since the last preview
-    show_outcome(imported)
-    if imported["status"] == "succeeded":
-        st.success(f"Created {imported['stats'].get('created', 0)} Hub customer(s) as run {imported['run_id']}; "
-                   f"{imported['stats'].get('skipped', 0)} skipped.")
-    show_counts(imported["stats"], ("created", "skipped"))
-    show_errors(imported["stats"])
-    run_link(imported["run_id"])
+    show_finished(imported, ("created", "skipped"),
+                  f"Created {imported['stats'].get('created', 0)} Hub customer(s) as run {imported['run_id']}; "
+                  f"{imported['stats'].get('skipped', 0)} skipped.")
 
 if plan is None:
     if not (preview and preview["status"] == "running"):

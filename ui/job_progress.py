@@ -10,6 +10,7 @@ from lib.formatting import number
 from lib.job_worker import refresh, running_runs
 from lib.roles import Actor
 from lib.runs import request_cancel
+from ui.job_widgets import run_link, show_counts, show_errors
 from ui.session import still_signed_in
 
 POLL_SECONDS = 1.0
@@ -72,6 +73,17 @@ def show_outcome(run: dict) -> None:
         st.error(f"Run {run['run_id']} stopped without finishing ({error}).")
     else:
         st.error(f"Run {run['run_id']} failed: {error}")
+
+
+def show_finished(run: dict, count_keys: tuple[str, ...], success: str | None = None) -> None:
+    """A finished run as a job page shows it: how it ended (`success` when it succeeded), its counts, the rows it
+    skipped and a link to it on the Runs page."""
+    show_outcome(run)
+    if success and run["status"] == "succeeded":
+        st.success(success)
+    show_counts(run["stats"], count_keys)
+    show_errors(run["stats"])
+    run_link(run["run_id"])
 
 
 def _all_running(engine: Engine, me: Actor) -> None:
