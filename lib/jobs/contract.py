@@ -162,6 +162,10 @@ class Job:
         """The JSON-serialisable parameters `plan` takes, from the parsed CLI arguments."""
         return {}
 
+    def plans_in_run(self, params: dict) -> bool:
+        """Whether an apply with these parameters plans inside its run (default: `plan_in_run`)."""
+        return self.plan_in_run
+
     def check(self, ctx: JobContext, **params) -> None:
         """Refuse bad parameters or configuration (InputError / ConfigError, exit 2) before any run is
         recorded or any request made; may open the clients `plan` uses (register them with ctx.closing)."""

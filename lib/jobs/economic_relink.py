@@ -50,10 +50,11 @@ class EconomicRelinkJob(Job):
     def __init__(self, client: EconomicClient | None = None):
         self.client = client
 
+    def plans_in_run(self, params: dict) -> bool:
+        return params.get("plan_id") is not None  # a stored preview: taken (and checked) inside the run
+
     def check(self, ctx: JobContext, *, plan_id: int | None = None, **_params) -> None:
-        if plan_id is not None:  # a stored preview: nothing is read from e-conomic, so it is read inside the run
-            self.plan_in_run = True
-        elif self.client is None:  # ConfigError (missing tokens) before any request
+        if plan_id is None and self.client is None:  # ConfigError (missing tokens) before any request
             self.client = ctx.closing(EconomicClient.from_settings())
 
     def plan(self, ctx: JobContext, *, plan_id: int | None = None, **_params) -> Plan:

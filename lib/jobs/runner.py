@@ -84,7 +84,7 @@ def apply(kind: str, params: dict | None, approved: Iterable[str] = (), actor: A
             job.check(ctx, **params)
         else:
             job.check_plan(ctx, plan)
-        if plan is None and not job.plan_in_run:
+        if plan is None and not job.plans_in_run(params):
             plan = job.plan(ctx, **params)
             if plan.stopped and not plan.proposals:  # a service stopped the reading: nothing to write, no run
                 ctx.dry_run = True
