@@ -9,8 +9,9 @@ from decimal import Decimal
 from json.encoder import encode_basestring
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, inspect, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import NoSuchTableError
 
 from lib import tables
 
@@ -25,6 +26,26 @@ AUDITED_TABLES = {
     ),
     "module_settings": ("module", "key", "value"),  # lib.modules.set_module_setting
 }
+CORE_AUDITED = frozenset(AUDITED_TABLES)  # module tables join AUDITED_TABLES as undo meets them
+_UNSTAMPED: set[str] = set()  # audited module tables without an updated_at column
+_STAMPS = ("id", "created_at", "updated_at")
+
+
+def audit_module_table(conn: Connection, table: str) -> tuple[str, ...]:
+    """Read a module table's columns (by reflection) into AUDITED_TABLES, so the helpers here and undo write
+    and log it like a core table; its values are compared as text (no typed metadata in lib/tables.py)."""
+    if table in tables.BY_NAME or table in ("module_settings", "changes", "runs"):
+        raise ValueError(f"{table} is a core table, not a module's")
+    try:
+        names = [c["name"] for c in inspect(conn).get_columns(table)]
+    except NoSuchTableError:
+        raise LookupError(f"table {table} does not exist") from None
+    AUDITED_TABLES[table] = tuple(n for n in names if n not in _STAMPS)
+    if "updated_at" in names:
+        _UNSTAMPED.discard(table)
+    else:
+        _UNSTAMPED.add(table)
+    return AUDITED_TABLES[table]
 
 
 def utcnow() -> datetime:
@@ -75,6 +96,14 @@ def _normal(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()[:10] if isinstance(value, date) and not isinstance(value, datetime) else value.isoformat()
     return value
+
+
+normal_value = _normal  # for lib.modules.audited_update
+
+
+def unstamped_tables() -> set[str]:
+    """Audited module tables without an updated_at column (the helpers here set it on the others)."""
+    return _UNSTAMPED
 
 
 def _columns(table: str, values: dict) -> dict:
@@ -347,8 +376,9 @@ def update_row(conn: Connection, table: str, row_id: int, values: dict, *, run_i
         return {}
     now = utcnow()
     assignments = ", ".join(f"{f} = :{f}" for f in changed)
+    stamp = "" if table in _UNSTAMPED else ", updated_at = :updated_at"
     conn.execute(
-        text(f"UPDATE {table} SET {assignments}, updated_at = :updated_at WHERE id = :id"),
+        text(f"UPDATE {table} SET {assignments}{stamp} WHERE id = :id"),
         {**{f: new for f, (_, new) in changed.items()}, "updated_at": now, "id": row_id},
     )
     for field, (old, new) in changed.items():

@@ -11,6 +11,11 @@ SQLite: an authorizer (`sqlite3.Connection.set_authorizer`) on the module's conn
 prepares each statement, every write and DDL on a name outside the prefix, ATTACH/DETACH, PRAGMAs other than
 read-only introspection, ANALYZE/REINDEX of others' objects, and reads of tables neither the module's nor
 declared in `reads`. Statements run one at a time (sqlite3 refuses a string with more than one).
+
+The audit log: a module's connection may add entries to `changes` for its own tables (lib.modules
+.audited_update), on PostgreSQL only through `hub_log_change` (migration 019), which accepts only tables the
+calling role owns; on SQLite the authorizer lets it INSERT there (nothing else), and undo refuses an entry of a
+module's run that names a table outside the module's prefix.
 """
 
 from __future__ import annotations
@@ -78,6 +83,7 @@ class SqliteAuthorizer:
 
     sandbox: Sandbox
     allow_transactions: bool = True
+    may_log_changes: bool = False  # INSERT into the audit log `changes` (lib.modules.audited_update), nothing else of it
     denied: list[str] = field(default_factory=list)
     _dropping_own: bool = False
 
@@ -124,6 +130,8 @@ class SqliteAuthorizer:
         if action in _WRITES:
             name = (arg1 or "").lower()
             if s.owns(name) or name in _SCHEMA_TABLES:
+                return sqlite3.SQLITE_OK
+            if name == "changes" and action == INSERT and self.may_log_changes:
                 return sqlite3.SQLITE_OK
             if name == "sqlite_sequence" and action == DELETE and self._dropping_own:
                 return sqlite3.SQLITE_OK  # SQLite forgets a dropped AUTOINCREMENT table's counter
@@ -357,7 +365,7 @@ def module_session(conn: Connection, sandbox: Sandbox) -> Iterator[None]:
             raise ConfinementError(f"module {sandbox.module} left its role; its work is rolled back")
         return
     dbapi = _dbapi(conn)
-    authorizer = SqliteAuthorizer(sandbox, allow_transactions=True)
+    authorizer = SqliteAuthorizer(sandbox, allow_transactions=True, may_log_changes=True)
     dbapi.set_authorizer(authorizer)
     try:
         yield

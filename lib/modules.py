@@ -28,6 +28,15 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 from lib import __version__ as HUB_VERSION
+from lib.audit import (
+    AUDITED_TABLES,
+    audit_module_table,
+    encode_value,
+    log_change,
+    normal_value,
+    unstamped_tables,
+    utcnow,
+)
 from lib.config import MASK, get_settings, is_secret_name, parse_json_value, raw_setting, raw_settings_with_prefix
 from lib.db import get_engine, write_transaction
 from lib.errors import HubError, InputError
@@ -1013,6 +1022,12 @@ def module_code(module: str, relative: str):
     return load_module_file(manifest, relative, PurePosixPath(relative).stem)
 
 
+def module_prefix(module: str) -> str:
+    """The prefix every table of the module starts with (`table_prefix` in module.json, `<name>_` by default)."""
+    manifest = _manifest_of(module)
+    return manifest.table_prefix if manifest else f"{module}_"
+
+
 def module_table(module: str, table: str) -> str:
     """The full name of one of the module's tables: `module_table("crm_tools", "notes")` → `crm_tools_notes`."""
     if not re.fullmatch(r"[a-z0-9_]+", table):
@@ -1020,6 +1035,44 @@ def module_table(module: str, table: str) -> str:
     manifest = _manifest_of(module)
     prefix = manifest.table_prefix if manifest else f"{module}_"
     return f"{prefix}{table}"
+
+
+def audited_update(conn: Connection, module: str, table: str, row_id: int, values: dict[str, Any], *,
+                   run_id: int, user: str) -> dict[str, tuple[Any, Any]]:
+    """Update one row of the module's own table and log each changed field in the audit log (`changes`), in the
+    same transaction, so undoing the run (`manage.py undo RUN_ID`, the Runs page) puts the old values back.
+
+    `conn` is the module's confined connection (the one a job's write_row gets, or `module_connection`); `table`
+    the short name (`"items"`); `run_id` the job's run (`ctx.run_id`). On PostgreSQL the entry is written by
+    `hub_log_change` (migration 019), which accepts only tables the module's role owns. Returns
+    {field: (old, new)} of the fields that changed; LookupError when the row does not exist.
+    """
+    full = module_table(module, table)
+    if run_id is None:
+        raise InputError("audited_update needs the run's id (ctx.run_id); a preview writes nothing")
+    columns = AUDITED_TABLES.get(full) or audit_module_table(conn, full)
+    if set(values) - set(columns):  # a column added by a later migration: read the table again
+        columns = audit_module_table(conn, full)
+    if not values or set(values) - set(columns):
+        raise InputError(f"{full}: no such column(s) to update: {', '.join(sorted(set(values) - set(columns)))}")
+    row = conn.execute(text(f"SELECT {', '.join(values)} FROM {full} WHERE id = :id"), {"id": row_id}).mappings().first()
+    if row is None:
+        raise LookupError(f"{full} row {row_id} does not exist")
+    changed = {f: (row[f], v) for f, v in values.items() if normal_value(row[f]) != normal_value(v)}
+    if not changed:
+        return {}
+    stamp = "" if full in unstamped_tables() else ", updated_at = CURRENT_TIMESTAMP"
+    conn.execute(text(f"UPDATE {full} SET {', '.join(f'{f} = :{f}' for f in changed)}{stamp} WHERE id = :id"),
+                 {**{f: new for f, (_, new) in changed.items()}, "id": row_id})
+    now = utcnow()
+    for name, (old, new) in changed.items():
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT hub_log_change(:run, :t, :row, 'update', :f, :old, :new, :u)"),
+                         {"run": run_id, "t": full, "row": row_id, "f": name, "old": encode_value(old),
+                          "new": encode_value(new), "u": user})
+        else:
+            log_change(conn, run_id, full, row_id, "update", name, old, new, user, now)
+    return changed
 
 
 # --------------------------------------------------------------------------------------------------------------

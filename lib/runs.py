@@ -24,7 +24,9 @@ from sqlalchemy.exc import IntegrityError
 from lib import tables
 from lib.audit import (
     AUDITED_TABLES,
+    CORE_AUDITED,
     WHOLE_ROW,
+    audit_module_table,
     decode_value,
     delete_rows,
     log_change,
@@ -777,7 +779,43 @@ def _undo_conflicts(conn: Connection, run_id: int, effects: list[_RowEffect], *,
 def undo_conflicts(engine: Engine, run_id: int) -> list[dict]:
     """What undoing `run_id` now would overwrite: fields that no longer hold the value the run left."""
     with engine.connect() as conn:
-        return _undo_conflicts(conn, run_id, _read_effects(conn, run_id)[0], lock=False)
+        effects = _read_effects(conn, run_id)[0]
+        _module_tables(conn, run_id, effects)
+        return _undo_conflicts(conn, run_id, effects, lock=False)
+
+
+def _module_of_run(conn: Connection, run_id: int) -> str | None:
+    """The module whose job `run_id` is (kind MODULE.JOB), following undo runs back to the run first undone."""
+    kind, undoes = conn.execute(text("SELECT kind, undoes_run_id FROM runs WHERE id = :r"), {"r": run_id}).one()
+    while kind == "undo" and undoes is not None:
+        kind, undoes = conn.execute(text("SELECT kind, undoes_run_id FROM runs WHERE id = :r"), {"r": undoes}).one()
+    return kind.split(".", 1)[0] if "." in kind else None
+
+
+def _module_tables(conn: Connection, run_id: int, effects: list[_RowEffect]) -> None:
+    """Entries of a module's run (lib.modules.audited_update) name its own tables: read their columns so undo
+    handles them; refuse an entry outside the module's prefix (a core job's run names only core tables)."""
+    named = {e.table for e in effects}
+    if named <= CORE_AUDITED and "." not in _kind_of(conn, run_id):
+        return
+    from lib.modules import module_prefix
+
+    module = _module_of_run(conn, run_id)
+    prefix = module_prefix(module) if module else None
+    foreign = sorted(t for t in named if prefix is None or not t.startswith(prefix) or t in CORE_AUDITED)
+    if foreign:
+        owner = f"module {module}'s job, whose tables are named {prefix}…" if module else "a core job"
+        raise UndoRefused(f"run {run_id} cannot be undone: it is {owner}, but its audit entries name "
+                          f"{', '.join(foreign)}; nothing was changed")
+    for table in named:
+        try:
+            audit_module_table(conn, table)
+        except LookupError:
+            raise UndoRefused(f"run {run_id} cannot be undone: its table {table} no longer exists") from None
+
+
+def _kind_of(conn: Connection, run_id: int) -> str:
+    return conn.execute(text("SELECT kind FROM runs WHERE id = :r"), {"r": run_id}).scalar_one()
 
 
 def _refusal(run_id: int, conflicts: list[dict]) -> UndoRefused:
@@ -808,6 +846,7 @@ def undo_run(engine: Engine, run_id: int, *, user: str, force: bool = False, rol
         raise UndoRefused(f"run {run_id} is still running")
     with engine.connect() as conn:
         effects, change_count = _read_effects(conn, run_id)
+        _module_tables(conn, run_id, effects)
     _refuse_if_undone(target)
     if not force:  # a refusal without recording a run; the transaction below decides for real
         with engine.connect() as conn:

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import text
 
 from lib.cli import main
-from lib.module_sandbox import drop_roles_of_schema
-from lib.modules import forget_discovery
-from lib.runs import list_runs
+from lib.module_sandbox import ConfinementError, drop_roles_of_schema
+from lib.modules import audited_update, forget_discovery, module_connection
+from lib.runs import UndoRefused, list_runs, start_run, undo_run
 
 TITLES = ["  Spaced   out ", "Fine", "Two  spaces"]
 
@@ -108,3 +108,71 @@ def test_module_page_has_a_job_panel_that_previews_and_applies(shop):
     at.button(key="job-apply-shop_tools.tidy").click().run()
     assert not at.exception and "tidied: 2" in texts(at) and "**Applied as run" in texts(at)
     assert titles(shop) == ["Spaced out", "Fine", "Two spaces"]
+
+
+def test_undo_of_the_template_job_restores_the_titles(shop, capsys):
+    """The job's writes are in the audit log with its run: `manage.py undo RUN_ID` puts the old titles back."""
+    code, applied = job_run(capsys, "--apply")
+    assert code == 0 and titles(shop) == ["Spaced out", "Fine", "Two spaces"]
+    capsys.readouterr()
+    assert main(["undo", str(applied["run_id"]), "--json"]) == 0
+    undone = json.loads(capsys.readouterr().out)
+    assert undone["fields_restored"] == 2
+    assert titles(shop) == TITLES
+    redo = undo_run(shop, undone["run_id"], user="cli", role="admin")  # an undo of the undo writes them again
+    assert redo["fields_restored"] == 2 and titles(shop) == ["Spaced out", "Fine", "Two spaces"]
+
+
+def test_undo_of_the_template_job_refuses_a_later_change(shop, capsys):
+    code, applied = job_run(capsys, "--apply")
+    with shop.begin() as conn:
+        conn.execute(text("UPDATE shop_tools_items SET title = 'edited' WHERE id = 1"))
+    with pytest.raises(UndoRefused, match=r"shop_tools_items#1\.title"):
+        undo_run(shop, applied["run_id"], user="cli", role="admin")
+    assert titles(shop) == ["edited", "Fine", "Two spaces"]
+
+
+def test_a_module_session_still_cannot_write_core_tables(shop):
+    """Logging its changes gives a module no write to core tables, nor to the audit log beyond its own entries."""
+    with pytest.raises(ConfinementError):
+        with module_connection("shop_tools", shop) as conn:
+            conn.execute(text("INSERT INTO customers (name) VALUES ('x')"))
+    with pytest.raises(ConfinementError):
+        with module_connection("shop_tools", shop) as conn:
+            conn.execute(text("DELETE FROM changes"))
+    with shop.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM customers")).scalar() == 0
+
+
+def test_an_entry_of_a_module_run_naming_a_core_table_is_refused(shop, capsys):
+    """PostgreSQL: hub_log_change refuses a table the module's role does not own. Both databases: undo refuses
+    a module run whose audit entries name a table outside the module's prefix."""
+    run = start_run(shop, "shop_tools.tidy", user="cli")
+    with shop.begin() as conn:
+        customer = conn.execute(text("INSERT INTO customers (name) VALUES ('Kept') RETURNING id")).scalar_one()
+    if shop.dialect.name == "postgresql":
+        with pytest.raises(ConfinementError, match="may log changes only of tables it owns"):
+            with module_connection("shop_tools", shop) as conn:
+                conn.execute(text("SELECT hub_log_change(:r, 'customers', :c, 'update', 'name', '\"Gone\"', "
+                                  "'\"Kept\"', 'cli')"), {"r": run.id, "c": customer})
+        with pytest.raises(ConfinementError, match="may log changes only of tables it owns"):
+            with module_connection("shop_tools", shop) as conn:
+                conn.execute(text("SELECT hub_log_change(:r, 'changes', 1, 'update', 'field', NULL, NULL, 'cli')"),
+                             {"r": run.id})
+    with module_connection("shop_tools", shop) as conn:  # SQLite lets the module add any entry; undo judges it
+        if shop.dialect.name == "sqlite":
+            conn.execute(text("INSERT INTO changes (run_id, table_name, row_id, action, field, old_value, new_value, "
+                              "changed_by) VALUES (:r, 'customers', :c, 'update', 'name', '\"Gone\"', '\"Kept\"', "
+                              "'cli')"), {"r": run.id, "c": customer})
+        audited_update(conn, "shop_tools", "items", 1, {"title": "tidied"}, run_id=run.id, user="cli")
+    if shop.dialect.name == "postgresql":  # the function refused it: put the entry there as a broken log would
+        with shop.begin() as conn:
+            conn.execute(text("INSERT INTO changes (run_id, table_name, row_id, action, field, old_value, new_value, "
+                              "changed_by) VALUES (:r, 'customers', :c, 'update', 'name', '\"Gone\"', '\"Kept\"', "
+                              "'cli')"), {"r": run.id, "c": customer})
+    run.finish({})
+    with pytest.raises(UndoRefused, match="its audit entries name customers"):
+        undo_run(shop, run.id, user="cli", role="admin")
+    with shop.connect() as conn:
+        assert conn.execute(text("SELECT name FROM customers")).scalar_one() == "Kept"
+    assert titles(shop)[0] == "tidied"

@@ -2,8 +2,9 @@
 
 `manage.py job run template_module.tidy [--apply] [--json]` previews (or writes) it; the module's page shows
 its panel. plan: every item whose title has stray spaces; write_row: one item, re-checked inside the write
-transaction (the runner gives each row its own savepoint on the module's confined connection). The module's
-safety switches hold: READ_ONLY refuses an apply, DRY_RUN turns it into a preview.
+transaction (the runner gives each row its own savepoint on the module's confined connection) and written with
+`audited_update`, so undoing the run restores the titles. The module's safety switches hold: READ_ONLY
+refuses an apply, DRY_RUN turns it into a preview.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy.engine import Connection
 from lib.errors import InputError, RowError
 from lib.jobs.contract import ApplyOutcome, Job, JobContext, Plan
 from lib.jobs.payload import job_payload
-from lib.modules import get_module_config, module_connection, module_table
+from lib.modules import audited_update, get_module_config, module_connection, module_table
 
 MODULE = "template_module"
 
@@ -60,11 +61,12 @@ class TidyTitles(Job):
     def write_row(self, ctx: JobContext, conn: Connection, p: Tidy, outcome: ApplyOutcome) -> None:
         if ctx.dry_run:
             return
-        changed = conn.execute(
-            text(f"UPDATE {module_table(MODULE, 'items')} SET title = :new, updated_at = CURRENT_TIMESTAMP "
-                 "WHERE id = :id AND title = :old"), {"new": p.tidy, "id": p.item_id, "old": p.title}).rowcount
-        if not changed:
+        now = conn.execute(text(f"SELECT title FROM {module_table(MODULE, 'items')} WHERE id = :id"),
+                           {"id": p.item_id}).scalar()
+        if now != p.title:
             raise RowError(f"item {p.item_id} changed or was deleted since the preview; not tidied", key=p.item_id)
+        # audited: the change lands in the audit log with this run, so `manage.py undo RUN_ID` puts it back
+        audited_update(conn, MODULE, "items", p.item_id, {"title": p.tidy}, run_id=ctx.run_id, user=ctx.user)
 
     def payload(self, ctx: JobContext, plan: Plan, approved: set[str], outcome: ApplyOutcome) -> dict:
         module_dry_run = not ctx.dry_run and get_module_config(MODULE, "DRY_RUN", True) is not False
