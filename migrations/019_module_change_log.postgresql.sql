@@ -2,7 +2,8 @@
 -- .audited_update). A module's connection runs as the module's role, which may not write `changes`; this
 -- function, owned by the Hub's user, writes one entry for it, and only for a table that role owns (module
 -- tables are created by, and owned by, the module's role), during a run that is still running. The caller
--- is the SET ROLE in force (`role`): SECURITY DEFINER changes the privileges, not that setting.
+-- is the SET ROLE in force (`role`): SECURITY DEFINER changes the privileges, not that setting. EXECUTE stays
+-- with PUBLIC (the check above is the guard), so module roles made before this migration need no new grant.
 CREATE FUNCTION hub_log_change(p_run_id BIGINT, p_table TEXT, p_row_id BIGINT, p_action TEXT, p_field TEXT,
                                p_old TEXT, p_new TEXT, p_user TEXT) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $hub$
