@@ -12,13 +12,12 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import create_engine, text  # noqa: E402
 
+from bench.schemas import fresh_schema  # noqa: E402
 from lib.audit import insert_rows  # noqa: E402
 from lib.customers import dashboard_counts, search_customers  # noqa: E402
 from lib.cvr import make_cvr  # noqa: E402
@@ -42,15 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     cleanup = None
     if args.database_url and args.database_url.startswith("postgresql"):
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(args.database_url)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = f"{args.database_url}{'&' if '?' in args.database_url else '?'}options=-csearch_path%3D{schema}"
-
-        def cleanup():
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        url, cleanup = fresh_schema(args.database_url)
     else:
         url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     engine = get_engine(url)

@@ -13,7 +13,6 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,9 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 from bench.matching_dataset import make_dataset  # noqa: E402
+from bench.schemas import fresh_schema  # noqa: E402
 from lib.audit import insert_rows  # noqa: E402
 from lib.db import get_engine  # noqa: E402
 from lib.economic_client import EconomicClient  # noqa: E402
@@ -40,18 +40,7 @@ def database(tmp: str) -> tuple[str, Callable[[], None]]:
     base = os.environ.get("BENCH_DATABASE_URL")
     if not base:
         return f"sqlite:///{tmp}/bench.db", lambda: None
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-
-    def drop() -> None:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options=-csearch_path%3D{schema}", drop
+    return fresh_schema(base)
 
 
 def main() -> None:

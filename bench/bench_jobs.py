@@ -32,9 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import Connection, Engine  # noqa: E402
 
+from bench.schemas import fresh_schema  # noqa: E402
 from lib.audit import insert_rows, update_row  # noqa: E402
 from lib.db import get_engine, write_transaction  # noqa: E402
 from lib.jobs import runner  # noqa: E402
@@ -118,17 +119,7 @@ def fresh_database(kind: str, folder: Path, rows: int) -> tuple[Engine, list[int
         url = f"sqlite:///{folder / f'{uuid.uuid4().hex}.db'}"
         drop = lambda: None  # noqa: E731 - the folder goes with the run
     else:
-        schema = f"bench_jobs_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(PG_URL)
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-        sep = "&" if "?" in PG_URL else "?"
-        url = f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-
-        def drop() -> None:
-            with admin.begin() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-            admin.dispose()
+        url, drop = fresh_schema(PG_URL, "bench_jobs")
     engine = get_engine(url)
     migrate_core(engine)
     with write_transaction(engine) as conn:

@@ -17,15 +17,14 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_import import generate_export, seed_customers  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
 
+from bench.schemas import fresh_schema  # noqa: E402
 from lib.db import get_engine  # noqa: E402
 from lib.migrations import migrate_core  # noqa: E402
 from lib.runs import undo_run  # noqa: E402
@@ -56,15 +55,7 @@ def measure(args: argparse.Namespace, sqlite_path: Path, export: Path, again: Pa
     times."""
     drop = None
     if args.database_url and args.database_url.startswith("postgresql"):
-        schema = f"bench_undo_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(args.database_url)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = f"{args.database_url}{'&' if '?' in args.database_url else '?'}options=-csearch_path%3D{schema}"
-
-        def drop() -> None:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        url, drop = fresh_schema(args.database_url, "bench_undo")
     else:
         url = f"sqlite:///{sqlite_path}"
     try:
