@@ -108,14 +108,22 @@ def delete_expired(engine: Engine, older_than: timedelta = timedelta(days=7)) ->
                             {"t": utcnow() - older_than}).rowcount
 
 
-def take_plan(engine: Engine, plan_id: int, kind: str, *, fingerprint: str | None, run_id: int) -> dict:
-    """The body of stored preview `plan_id`, claimed for `run_id`: refused (PlanUnusable) when it is another
-    kind's, expired, applied already, or when the data it read changed (`fingerprint` differs)."""
-    stored = get_plan(engine, int(plan_id), with_plan=False)
+def usable_plan(engine: Engine, plan_id: int, kind: str, *, fingerprint: str | None, with_plan: bool = True,
+                again: str = "preview again") -> dict:
+    """Stored preview `plan_id` (with its body unless `with_plan` is False): refused (PlanUnusable, ending
+    with `again`) when it is another kind's, expired, applied already, or the data it read changed
+    (`fingerprint` differs)."""
+    stored = get_plan(engine, int(plan_id), with_plan=with_plan)
     if stored["kind"] != kind:
         raise PlanUnusable(f"stored preview {plan_id} is a {stored['kind']} preview, not {kind}")
     problem = why_unusable(stored, fingerprint)
     if problem:
-        raise PlanUnusable(f"{problem}; preview again")
+        raise PlanUnusable(f"{problem}; {again}")
+    return stored
+
+
+def take_plan(engine: Engine, plan_id: int, kind: str, *, fingerprint: str | None, run_id: int) -> dict:
+    """The body of stored preview `plan_id` once `usable_plan` allows it, claimed for `run_id`."""
+    stored = usable_plan(engine, plan_id, kind, fingerprint=fingerprint)
     claim_plan(engine, stored["id"], run_id)
-    return get_plan(engine, stored["id"])["plan"]
+    return stored["plan"]

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from lib.db import lost_connection, write_transaction
 from lib.errors import DatabaseLost
 from lib.import_report import ErrorReportFiles
-from lib.job_plans import PlanUnusable, claim_plan, get_plan, store_plan, why_unusable
+from lib.job_plans import claim_plan, store_plan, usable_plan
 from lib.job_worker import Progress, WorkerJob, jobs_dir, register
 from lib.jobs.import_subscriptions import ImportSubscriptionsJob
 from lib.runs import Run, RunCancelled
@@ -85,10 +85,8 @@ def _import_preview(engine: Engine, run: Run, params: dict) -> dict:
 
 
 def _import_apply(engine: Engine, run: Run, params: dict) -> dict:
-    stored = get_plan(engine, int(params["plan_id"]), with_plan=False)
-    problem = why_unusable(stored, None)
-    if problem:
-        raise PlanUnusable(f"{problem}; preview the file again")
+    stored = usable_plan(engine, params["plan_id"], IMPORT_KIND, fingerprint=None, with_plan=False,
+                         again="preview the file again")
     claim_plan(engine, stored["id"], run.id)
     src = _source(stored["parameters"])
     opened = open_export(src["source"], file_name=src["file_name"], sheet=src["sheet"], columns=src["columns"])

@@ -26,7 +26,7 @@ from lib.economic_relink import (
     stopped_message,
 )
 from lib.errors import RowError, ServiceError
-from lib.job_plans import PlanUnusable, customers_fingerprint, get_plan, take_plan, why_unusable
+from lib.job_plans import customers_fingerprint, take_plan, usable_plan
 from lib.jobs import runner
 from lib.jobs.contract import ApplyOutcome, Job, JobContext, Plan, ProgressCallback
 from lib.jobs.payload import job_payload
@@ -181,12 +181,7 @@ class EconomicImportCustomersJob(Job):
     def plan(self, ctx: JobContext, *, plan_id: int, numbers: Iterable[int] | None = None, **_params) -> Plan:
         """The stored relink preview's customers without a Hub customer; refused when it is expired or applied
         (each row is still checked against the Hub's customers as they are when it is written)."""
-        stored = get_plan(ctx.engine, int(plan_id))
-        if stored["kind"] != EconomicRelinkJob.kind:
-            raise PlanUnusable(f"stored preview {plan_id} is a {stored['kind']} preview, not {EconomicRelinkJob.kind}")
-        problem = why_unusable(stored, None)
-        if problem:
-            raise PlanUnusable(f"{problem}; preview again")
+        stored = usable_plan(ctx.engine, plan_id, EconomicRelinkJob.kind, fingerprint=None)  # checked, not claimed
         return import_plan(plan_from_stored(stored["plan"]), numbers)
 
     def write_row(self, ctx: JobContext, conn: Connection, p: NewCustomer, outcome: ApplyOutcome) -> None:
