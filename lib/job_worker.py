@@ -150,17 +150,26 @@ def launch(run_id: int) -> None:
 
 
 class Progress:
-    """The job's progress callback: writes the run row at most every PROGRESS_SECONDS (and the last step)."""
+    """The job's progress callback: writes the run row at most every PROGRESS_SECONDS (and the last step).
 
-    def __init__(self, run: Run):
+    `cancel_every`: also ask for Cancel at most this often, from the callback itself (a preview that spends its
+    time waiting on an outside service has no chunks to ask between).
+    """
+
+    def __init__(self, run: Run, *, cancel_every: float | None = None):
         self.run = run
+        self.cancel_every = cancel_every
         self._last = 0.0
+        self._asked = time.monotonic()
 
     def __call__(self, done: int, total: int, message: str = "") -> None:
         now = time.monotonic()
         if now - self._last >= PROGRESS_SECONDS or (total and done >= total):
             self._last = now
             self.run.progress(done, total, message)
+        if self.cancel_every is not None and now - self._asked >= self.cancel_every:
+            self._asked = now
+            self.check_cancel()
 
     def check_cancel(self) -> None:
         """Raise RunCancelled when someone pressed Cancel (called between chunks)."""

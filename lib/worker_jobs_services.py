@@ -10,7 +10,6 @@ write-back reads the CRM again in its apply and writes a previewed account only 
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 
 from sqlalchemy.engine import Engine
@@ -23,18 +22,9 @@ CVR_KIND, ECONOMIC_KIND, WRITE_BACK_KIND = "cvr-lookup", "economic-relink", "crm
 CANCEL_CHECK_SECONDS = 1.0
 
 
-def _watched(run: Run):
+def _watched(run: Run) -> Progress:
     """A progress callback that also stops the preview (RunCancelled) soon after someone pressed Cancel."""
-    progress = Progress(run)
-    asked = [time.monotonic()]
-
-    def report(done: int, total: int, message: str = "") -> None:
-        progress(done, total, message)
-        if time.monotonic() - asked[0] >= CANCEL_CHECK_SECONDS:
-            asked[0] = time.monotonic()
-            progress.check_cancel()
-
-    return report
+    return Progress(run, cancel_every=CANCEL_CHECK_SECONDS)
 
 
 def _store(engine: Engine, kind: str, run: Run, params: dict, summary: dict, plan: dict, fingerprint: str) -> dict:
@@ -88,7 +78,7 @@ def _crm_write_back_preview(engine: Engine, run: Run, params: dict) -> dict:
     watched = _watched(run)
     with open_client(params["source"]) as client:
         plan = plan_crm_write_back(engine, client, sync_plan=sync_plan, planned_links=False, on_progress=watched)
-    Progress(run).check_cancel()  # a Cancel during the last page of the read: nothing stored
+    watched.check_cancel()  # a Cancel during the last page of the read: nothing stored
     summary = {"source": plan.source, "cvr_field": plan.cvr_field, "proposed": len(plan.proposals),
                "errors": len(plan.errors), "accounts_read": "sync preview" if sync_plan else "CRM"}
     stored = {"source": plan.source, "cvr_field": plan.cvr_field, "errors": plan.errors,
