@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from datetime import datetime, time, timedelta
 from html import unescape
 
+from lib.excel_reader import column_index
+
 BLOCK_BYTES = 1 << 20
 MAX_ELEMENT_BYTES = 64 << 20  # one row (or shared string) this long is not an export's: refused, not buffered
 _EPOCH = datetime(1899, 12, 30)
@@ -243,12 +245,9 @@ _LETTERS: dict[bytes, int] = {}
 
 
 def _column(letters: bytes) -> int:
-    index = _LETTERS.get(letters)
+    index = _LETTERS.get(letters)  # cached: this runs for every cell
     if index is None:
-        index = 0
-        for ch in letters.upper():
-            index = index * 26 + ch - 64
-        index -= 1
+        index = column_index(letters.decode("ascii"))
         if len(_LETTERS) < 20000:
             _LETTERS[letters] = index
     return index
