@@ -1032,9 +1032,7 @@ def module_table(module: str, table: str) -> str:
     """The full name of one of the module's tables: `module_table("crm_tools", "notes")` → `crm_tools_notes`."""
     if not re.fullmatch(r"[a-z0-9_]+", table):
         raise InputError(f"table name {table!r}: use lower-case letters, digits and _")
-    manifest = _manifest_of(module)
-    prefix = manifest.table_prefix if manifest else f"{module}_"
-    return f"{prefix}{table}"
+    return f"{module_prefix(module)}{table}"
 
 
 def audited_update(conn: Connection, module: str, table: str, row_id: int, values: dict[str, Any], *,
